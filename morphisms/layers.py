@@ -1,0 +1,208 @@
+"""Layer kinds: what a node of kind K computes, its output shape, and its torch module.
+
+A kind is registered once and serves the whole engine: shape inference, module building,
+the validator, and the morphisms' questions ("does this node keep channels?", "is its output
+non-negative?"). New kinds (the DARTS ops, say) register here without touching the rest.
+
+Shapes are tuples: (C, H, W) for feature maps, (F,) for vectors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .errors import GraphError
+
+Shape = tuple
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    name: str
+    infer: Callable[[dict, list], Shape]  # (attrs, input shapes) -> output shape
+    build: Callable[[dict, list], nn.Module]  # (attrs, input shapes) -> module
+    arity: tuple = (1, 1)  # (min, max) inputs; max None = any
+    defaults: dict = field(default_factory=dict)
+    # How the node treats channels, for widen and concat-skips:
+    #   "preserve": output channels are the input channels, one to one (bn, relu, pools)
+    #   "merge":    output channels are each input's channels, one to one (add)
+    #   "concat":   output channels are the inputs' channels one after another
+    #   "mix":      a learned map; the input side can grow (zero weights) and so can the output
+    #               side (new filters): conv, linear
+    #   "fixed":    none of that can change (input, output, anything else)
+    channels: str = "fixed"
+    # Whether the output is >= 0 whenever every input is >= 0 (so a ReLU after it is identity).
+    keeps_nonneg: bool = False
+
+
+LAYERS: dict[str, LayerKind] = {}
+
+
+def register_layer(kind: LayerKind) -> LayerKind:
+    if kind.name in LAYERS:
+        raise ValueError(f"layer kind {kind.name!r} is already registered")
+    LAYERS[kind.name] = kind
+    return kind
+
+
+def layer(name: str) -> LayerKind:
+    try:
+        return LAYERS[name]
+    except KeyError:
+        raise GraphError(f"unknown layer kind {name!r} (known: {', '.join(sorted(LAYERS))})") from None
+
+
+def attrs_with_defaults(kind: str, attrs: dict) -> dict:
+    return {**layer(kind).defaults, **attrs}
+
+
+# ---------------------------------------------------------------- modules with no torch twin
+
+
+class WeightedAdd(nn.Module):
+    """NASH's additive merge: lam * a + (1 - lam) * b, lam learnable and started at 1."""
+
+    def __init__(self, lam: float = 1.0):
+        super().__init__()
+        self.lam = nn.Parameter(torch.tensor(float(lam)))
+
+    def forward(self, a, b):
+        return self.lam * a + (1 - self.lam) * b
+
+
+class Sum(nn.Module):
+    def forward(self, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Concat(nn.Module):
+    def forward(self, *xs):
+        return torch.cat(xs, dim=1)
+
+
+class GlobalAvgPool(nn.Module):
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+# ---------------------------------------------------------------- shape helpers
+
+
+def _map(shape: Shape, node_kind: str) -> Shape:
+    if len(shape) != 3:
+        raise GraphError(f"{node_kind} needs a feature map (C, H, W) input, got shape {tuple(shape)}")
+    return shape
+
+
+def _window(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _spatial(kind: str, shape: Shape, kernel: int, stride: int, padding: int, dilation: int = 1):
+    _, h, w = shape
+    oh, ow = (_window(s, kernel, stride, padding, dilation) for s in (h, w))
+    if oh < 1 or ow < 1:
+        raise GraphError(
+            f"{kind} (kernel {kernel}, stride {stride}, padding {padding}) shrinks a {h}x{w} map below 1x1")
+    return oh, ow
+
+
+def conv_padding(attrs: dict) -> int:
+    p = attrs.get("padding")
+    return attrs["dilation"] * (attrs["kernel_size"] // 2) if p is None else p
+
+
+def _same_shapes(kind: str, shapes: list) -> Shape:
+    first = tuple(shapes[0])
+    for s in shapes[1:]:
+        if tuple(s) != first:
+            raise GraphError(f"{kind} inputs disagree in shape: {[tuple(x) for x in shapes]}")
+    return first
+
+
+# ---------------------------------------------------------------- the kinds
+
+
+def _conv_infer(a, s):
+    c, _, _ = _map(s[0], "conv")
+    if c % a["groups"] or a["out_channels"] % a["groups"]:
+        raise GraphError(f"conv groups={a['groups']} must divide in ({c}) and out ({a['out_channels']}) channels")
+    return (a["out_channels"], *_spatial("conv", s[0], a["kernel_size"], a["stride"], conv_padding(a), a["dilation"]))
+
+
+def _conv_build(a, s):
+    return nn.Conv2d(s[0][0], a["out_channels"], a["kernel_size"], a["stride"], conv_padding(a),
+                     a["dilation"], a["groups"], bias=a["bias"])
+
+
+def _pool_infer(kind):
+    def infer(a, s):
+        _map(s[0], kind)
+        stride = a["stride"] or a["kernel_size"]
+        return (s[0][0], *_spatial(kind, s[0], a["kernel_size"], stride, a["padding"]))
+    return infer
+
+
+def _bn_build(a, s):
+    cls = nn.BatchNorm2d if len(s[0]) == 3 else nn.BatchNorm1d
+    return cls(s[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"])
+
+
+def _linear_infer(a, s):
+    if len(s[0]) != 1:
+        raise GraphError(f"linear needs a vector input (F,), got shape {tuple(s[0])}; put a global_pool before it")
+    return (a["out_features"],)
+
+
+def _concat_infer(a, s):
+    for x in s:
+        _map(x, "concat")
+    if len({tuple(x[1:]) for x in s}) != 1:
+        raise GraphError(f"concat inputs disagree in resolution: {[tuple(x) for x in s]}")
+    return (sum(x[0] for x in s), *s[0][1:])
+
+
+def _add_infer(a, s):
+    if a["weighted"] and len(s) != 2:
+        raise GraphError(f"a weighted add merges exactly 2 inputs, got {len(s)}")
+    return _same_shapes("add", s)
+
+
+register_layer(LayerKind("input", infer=lambda a, s: tuple(a["shape"]), build=lambda a, s: nn.Identity(),
+                         arity=(0, 0)))
+register_layer(LayerKind("output", infer=lambda a, s: tuple(s[0]), build=lambda a, s: nn.Identity()))
+register_layer(LayerKind("aux_output", infer=lambda a, s: tuple(s[0]), build=lambda a, s: nn.Identity()))
+register_layer(LayerKind(
+    "conv", _conv_infer, _conv_build, channels="mix",
+    defaults=dict(kernel_size=3, stride=1, padding=None, dilation=1, groups=1, bias=False)))
+register_layer(LayerKind(
+    "bn", lambda a, s: tuple(s[0]), _bn_build, channels="preserve",
+    defaults=dict(eps=1e-5, momentum=0.1, affine=True)))
+register_layer(LayerKind("relu", lambda a, s: tuple(s[0]), lambda a, s: nn.ReLU(), channels="preserve",
+                         keeps_nonneg=True))
+register_layer(LayerKind(
+    "maxpool", _pool_infer("maxpool"),
+    lambda a, s: nn.MaxPool2d(a["kernel_size"], a["stride"] or a["kernel_size"], a["padding"]),
+    channels="preserve", keeps_nonneg=True, defaults=dict(kernel_size=2, stride=None, padding=0)))
+register_layer(LayerKind(
+    "avgpool", _pool_infer("avgpool"),
+    lambda a, s: nn.AvgPool2d(a["kernel_size"], a["stride"] or a["kernel_size"], a["padding"],
+                              count_include_pad=a["count_include_pad"]),
+    channels="preserve", keeps_nonneg=True,
+    defaults=dict(kernel_size=2, stride=None, padding=0, count_include_pad=False)))
+register_layer(LayerKind("global_pool", lambda a, s: (_map(s[0], "global_pool")[0],),
+                         lambda a, s: GlobalAvgPool(), channels="preserve", keeps_nonneg=True))
+register_layer(LayerKind(
+    "add", _add_infer, lambda a, s: WeightedAdd(a["lam"]) if a["weighted"] else Sum(),
+    arity=(2, None), channels="merge", defaults=dict(weighted=True, lam=1.0)))
+register_layer(LayerKind("concat", _concat_infer, lambda a, s: Concat(), arity=(2, None), channels="concat",
+                         keeps_nonneg=True))
+register_layer(LayerKind("linear", _linear_infer, lambda a, s: nn.Linear(s[0][0], a["out_features"], bias=a["bias"]),
+                         channels="mix", defaults=dict(bias=True)))

@@ -1,0 +1,122 @@
+"""Candidate moves: every morphism applicable to a network, and random sequences of them.
+
+A `Move` is a small value (kind + arguments) that can be printed, stored in JSON and applied
+again; `moves(net)` lists the applicable ones in a fixed order, so that a seeded
+`random_morphisms` makes the same choices every time.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import networkx as nx
+
+from .deepen import DEEPEN_AFTER, deepen
+from .edit import Edit, is_nonneg
+from .errors import MorphismError
+from .insert_bn import insert_bn
+from .network import Network
+from .skip import SKIP_MODES, add_skip, concat_plan
+from .widen import WIDENABLE, widen, widen_plan
+
+MORPHISMS = {"deepen": deepen, "widen": widen, "add_skip": add_skip, "insert_bn": insert_bn}
+BLOCK_OUTPUTS = ("relu", "maxpool", "avgpool", "add", "concat")
+
+
+@dataclass(frozen=True)
+class Move:
+    kind: str
+    args: tuple  # ((name, value), ...), sorted, hashable
+
+    @classmethod
+    def of(cls, kind: str, **args) -> "Move":
+        if kind not in MORPHISMS:
+            raise MorphismError(f"unknown morphism {kind!r} (known: {', '.join(MORPHISMS)})")
+        return cls(kind, tuple(sorted(args.items())))
+
+    def apply(self, net: Network, calibrate=None) -> Network:
+        return MORPHISMS[self.kind](net, **dict(self.args), calibrate=calibrate)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, **dict(self.args)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Move":
+        data = dict(data)
+        return cls.of(data.pop("kind"), **data)
+
+    def __str__(self):
+        return f"{self.kind}({', '.join(f'{k}={v!r}' for k, v in self.args)})"
+
+
+def _ok(check) -> bool:
+    try:
+        check()
+        return True
+    except MorphismError:
+        return False
+
+
+def moves(net: Network, kinds=tuple(MORPHISMS)) -> list[Move]:
+    """Every applicable morphism (with default sizes: 3x3 deepen, widen x2), in a fixed order."""
+    g, shapes = net.graph, net.shapes
+    order = net._order
+    maps = [n for n in order if len(shapes[n]) == 3 and g.nodes[n]["kind"] not in ("input", "output", "aux_output")]
+    out = []
+    if "deepen" in kinds:
+        memo = {}
+        out += [Move.of("deepen", after=n) for n in maps
+                if g.nodes[n]["kind"] in DEEPEN_AFTER and is_nonneg(net, n, memo)]
+    if "widen" in kinds:
+        probe = Edit.__new__(Edit)  # graph-only checks: no module copies needed
+        probe.g, probe.shapes, probe.what = g, shapes, ""
+        out += [Move.of("widen", node=n, factor=2.0) for n in order
+                if g.nodes[n]["kind"] in WIDENABLE and _ok(lambda n=n: widen_plan(probe, n, 2.0))]
+    if "add_skip" in kinds:
+        probe = Edit.__new__(Edit)
+        probe.g, probe.shapes, probe.what = g, shapes, ""
+        ends = [n for n in maps if g.nodes[n]["kind"] in BLOCK_OUTPUTS]
+        for dst in ends:
+            before = nx.ancestors(g, dst)
+            preds = set(g.predecessors(dst))
+            srcs = [s for s in ends if s in before and s not in preds and _divides(shapes[s], shapes[dst])]
+            if not srcs:
+                continue
+            out += [Move.of("add_skip", src=s, dst=dst, mode="add") for s in srcs]
+            try:  # the plan depends on the branch's width only through counts, not which nodes grow
+                grown, _ = concat_plan(probe, dst, 1)
+            except MorphismError:
+                continue
+            out += [Move.of("add_skip", src=s, dst=dst, mode="concat") for s in srcs if s not in grown]
+    if "insert_bn" in kinds:
+        out += [Move.of("insert_bn", after=n) for n in maps
+                if g.nodes[n]["kind"] != "bn" and not any(g.nodes[c]["kind"] == "bn" for c in g.successors(n))]
+    return out
+
+
+def _divides(s, d) -> bool:
+    return s[1] % d[1] == 0 and s[2] % d[2] == 0 and s[1] // d[1] == s[2] // d[2]
+
+
+def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MORPHISMS)):
+    """Apply `n` random applicable morphisms; return (child, [Move, ...]) in the order applied.
+
+    Each step picks a morphism kind uniformly among those applicable, then one of its moves
+    uniformly, so frequent kinds (there are many more skips than widens) do not crowd out the
+    rest. `rng` is an int seed or a `random.Random`; the same seed gives the same child."""
+    unknown = [k for k in kinds if k not in MORPHISMS]
+    if unknown:
+        raise MorphismError(f"unknown morphism(s) {unknown} (known: {', '.join(MORPHISMS)})")
+    rng = rng if isinstance(rng, random.Random) else random.Random(rng)
+    applied = []
+    for _ in range(n):
+        options = moves(net, kinds)
+        if not options:
+            break
+        by_kind = {}
+        for m in options:
+            by_kind.setdefault(m.kind, []).append(m)
+        move = rng.choice(by_kind[rng.choice(sorted(by_kind))])
+        net = move.apply(net, calibrate=calibrate)
+        applied.append(move)
+    return net, applied
