@@ -1,0 +1,150 @@
+"""sgdr_train: one cosine cycle of SGD (SGDR as NASH uses it), and evaluate.
+
+Readable top to bottom on purpose (nanoGPT/airbench style): the data set is already on the
+device as one tensor, batches are slices of it, augmentation runs on tensors. The learning
+rate anneals per step from lr_start to lr_end over the call's epochs.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import iterate_batches, mixup
+
+
+@dataclass
+class TrainResult:
+    train_loss: float
+    train_acc: float  # on the augmented training batches, so a lower bound in spirit
+    epochs: int
+    steps: int
+    seconds: float
+    images: int
+    failed: str | None = None  # why training stopped early (a non-finite loss), else None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+def cosine_lr(step: int, total: int, lr_start: float, lr_end: float) -> float:
+    return lr_end + 0.5 * (lr_start - lr_end) * (1 + math.cos(math.pi * step / max(total, 1)))
+
+
+def param_groups(net: nn.Module, weight_decay: float):
+    """Weight decay on conv/linear weights only: not on BN, biases or NASH's merge weights."""
+    decay, no_decay = [], []
+    for p in net.parameters():
+        if p.requires_grad:
+            (decay if p.dim() > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def autocast_for(device: torch.device):
+    # bf16 on CUDA: no loss scaling needed, same range as fp32. CPU stays fp32 (exactness, speed).
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr_start: float = 0.05,
+               lr_end: float = 0.0, batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4,
+               aug=None, mixup_alpha: float = 0.0, grad_clip: float | None = None, aux_weight: float = 0.0,
+               drop_path: float = 0.0, seed: int = 0, on_epoch=None, deadline: float | None = None) -> TrainResult:
+    """Train `net` in place for `epochs` epochs of one cosine cycle; return what happened.
+
+    x, y: the training tensors, on the device to train on (the net is moved there).
+    drop_path: the final drop-path probability, ramped linearly over epochs (DARTS evaluation).
+    aux_weight: weight of the auxiliary heads' loss, when the net has any.
+    on_epoch(epoch, result_so_far): progress callback.
+    deadline: a time.time() after which training stops at the end of the current epoch.
+    A non-finite loss stops training and is reported in `failed`, never raised."""
+    device = x.device
+    net.to(device)
+    if device.type == "cuda":
+        net.to(memory_format=torch.channels_last)
+    net.train()
+    opt = torch.optim.SGD(param_groups(net, weight_decay), lr=lr_start, momentum=momentum)
+    gen = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    drop_last = n > batch_size  # a 1-sample last batch would break BN on 1x1 maps
+    steps_per_epoch = n // batch_size if drop_last else 1
+    total = max(1, epochs * steps_per_epoch)
+    has_aux = bool(getattr(net, "_aux", None)) and aux_weight > 0
+    drop_modules = [m for m in net.modules() if hasattr(m, "drop_prob")]
+    step, images, t0 = 0, 0, time.time()
+    loss_sum = correct = seen = 0.0
+    failed = None
+    done_epochs = 0
+    for epoch in range(epochs):
+        for m in drop_modules:
+            m.drop_prob = drop_path * epoch / max(epochs, 1)
+        loss_sum = correct = seen = 0.0
+        for xb, yb in iterate_batches(x, y, batch_size, shuffle=True, generator=gen, aug=aug, drop_last=drop_last):
+            if device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(step, total, lr_start, lr_end)
+            if mixup_alpha > 0:
+                xb, ya, yb2, lam = mixup(xb, yb, mixup_alpha, gen)
+            with autocast_for(device):
+                if has_aux:
+                    out, auxes = net.forward_with_aux(xb)
+                else:
+                    out, auxes = net(xb), []
+                out = out.float()
+                if mixup_alpha > 0:
+                    loss = lam * F.cross_entropy(out, ya) + (1 - lam) * F.cross_entropy(out, yb2)
+                else:
+                    loss = F.cross_entropy(out, yb)
+                for a in auxes:
+                    loss = loss + aux_weight * F.cross_entropy(a.float(), yb)
+            if not torch.isfinite(loss):
+                failed = f"non-finite loss at epoch {epoch + 1}, step {step + 1}"
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+            opt.step()
+            step += 1
+            images += xb.shape[0]
+            # accumulate on the device: no host sync per step
+            loss_sum += loss.detach() * xb.shape[0]
+            correct += (out.detach().argmax(1) == yb).sum()
+            seen += xb.shape[0]
+        if failed:
+            break
+        done_epochs = epoch + 1
+        if on_epoch is not None:
+            on_epoch(done_epochs, _result(loss_sum, correct, seen, done_epochs, step, t0, images, None))
+        if deadline is not None and time.time() > deadline:
+            break
+    return _result(loss_sum, correct, seen, done_epochs, step, t0, images, failed)
+
+
+def _result(loss_sum, correct, seen, epochs, steps, t0, images, failed) -> TrainResult:
+    seen = max(float(seen), 1.0)
+    return TrainResult(float(loss_sum) / seen, float(correct) / seen, epochs, steps, time.time() - t0, images, failed)
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) in eval mode."""
+    device = x.device
+    net.to(device).eval()
+    correct = loss = 0.0
+    for i in range(0, x.shape[0], batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        if device.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast_for(device):
+            out = net(xb).float()
+        loss += F.cross_entropy(out, yb, reduction="sum")
+        correct += (out.argmax(1) == yb).sum()
+    n = max(x.shape[0], 1)
+    return float(correct) / n, float(loss) / n
