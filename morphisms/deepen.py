@@ -36,7 +36,7 @@ def deepen(net: Network, after: str, kernel_size: int = 3, calibrate: torch.Tens
         centre = kernel_size // 2
         w[torch.arange(channels), torch.arange(channels), centre, centre] = 1.0
     stats = batch_stats(net, calibrate, after) if calibrate is not None else None
-    bn = e.add("bn", [conv], module=identity_bn(channels, 1e-5, stats))
+    bn = e.add("bn", [conv], module=identity_bn(channels, 1e-5, stats, dtype=e.dtype))
     relu = e.add("relu", [bn])
     redirect_consumers(e.g, after, relu, exclude={conv})
     return e.finish()

@@ -84,13 +84,14 @@ def is_nonneg(net_or_edit, node: str, _memo=None) -> bool:
     return ok
 
 
-def identity_bn(num_features: int, eps: float, stats=None, vector: bool = False) -> nn.Module:
+def identity_bn(num_features: int, eps: float, stats=None, vector: bool = False, dtype=None) -> nn.Module:
     """A BatchNorm that is the identity: NASH sets gamma = sqrt(var + eps), beta = mean.
 
     With `stats` = (mean, var) of a calibration batch (biased var, as BN uses in train mode)
     it is the identity on that batch in train mode and everywhere in eval mode; without, the
     running stats are (0, 1) and it is the identity in eval mode."""
-    bn = (nn.BatchNorm1d if vector else nn.BatchNorm2d)(num_features, eps=eps)
+    # built in the network's dtype: rounding sqrt(var + eps) to float32 first would show in float64
+    bn = (nn.BatchNorm1d if vector else nn.BatchNorm2d)(num_features, eps=eps, dtype=dtype)
     with torch.no_grad():
         if stats is not None:
             mean, var = (s.detach().to(torch.float64) for s in stats)

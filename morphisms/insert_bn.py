@@ -16,6 +16,6 @@ def insert_bn(net: Network, after: str, calibrate: torch.Tensor | None = None) -
         e.fail("cannot insert after the output")
     shape = e.shapes[after]
     stats = batch_stats(net, calibrate, after) if calibrate is not None else None
-    bn = e.add("bn", [after], module=identity_bn(shape[0], 1e-5, stats, vector=len(shape) == 1))
+    bn = e.add("bn", [after], module=identity_bn(shape[0], 1e-5, stats, vector=len(shape) == 1, dtype=e.dtype))
     redirect_consumers(e.g, after, bn, exclude={bn})
     return e.finish()

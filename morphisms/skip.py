@@ -53,6 +53,8 @@ def concat_plan(e: Edit, dst: str, branch_channels: int):
         probe.remove_edge(dst, x)
         probe.add_edge("__skip_concat__", x, slot=slot)
     probe.add_edge(dst, "__skip_concat__", slot=0)
+    probe.add_node("__skip_branch__", kind="input", shape=(branch_channels, *e.shapes[dst][1:]))
+    probe.add_edge("__skip_branch__", "__skip_concat__", slot=1)
     shapes = {**e.shapes, "__skip_concat__": (c + branch_channels, *e.shapes[dst][1:])}
     grown, readers = plan_growth(probe, shapes, "__skip_concat__", list(range(c)), c + branch_channels, e.fail)
     if dst in grown:

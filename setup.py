@@ -1,0 +1,37 @@
+"""nash: neural architecture search by network morphisms (NASH) and differentiable search (DARTS family).
+
+Dependencies and why:
+- torch: the networks. No upper pin, so a user's own (CUDA) build is kept; the README's install
+  step puts the CPU build in first where no torch is present.
+- networkx: the graph IR every network is held in.
+- numpy, click (CLI), rich (progress bars, tables), matplotlib (run plots, architecture drawings).
+- scikit-learn: ships the 8x8 digits data set in its wheel, the built-in default data (no download).
+- torchvision is an extra ([vision]): only the image-folder data set and nothing in the core use it.
+- ray is an extra ([ray]) for training children on a cluster.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="nash",
+    version="0.1.0",
+    description="Neural architecture search: NASH hill climbing with network morphisms, and DARTS-family search",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["nash", "nash.*", "morphisms", "morphisms.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "networkx>=3.0",
+        "numpy>=1.24",
+        "click>=8.1",
+        "rich>=13.0",
+        "matplotlib>=3.7",
+        "scikit-learn>=1.3",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "hypothesis>=6.80"],
+        "ray": ["ray>=2.9"],
+        "vision": ["torchvision>=0.16"],
+    },
+    entry_points={"console_scripts": ["nash=nash.cli:main"]},
+)

@@ -1,0 +1,40 @@
+import random
+
+import pytest
+import torch
+
+from morphisms import start_net
+from morphisms.layers import WeightedAdd
+
+
+def scramble(net, seed=0):
+    """Give a fresh net non-trivial BN statistics, affine params and merge weights, so that
+    preservation tests do not pass merely because every BN starts as (0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.25)
+                if m.affine:
+                    m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+            elif isinstance(m, WeightedAdd):
+                m.lam.copy_(torch.rand((), generator=g))
+    return net
+
+
+@pytest.fixture
+def tiny_net():
+    torch.manual_seed(0)
+    return scramble(start_net(3, 10, widths=(4, 8, 8), input_size=16)).eval()
+
+
+def random_start(rng: random.Random):
+    shape = rng.choice([(3, 32, 32), (1, 8, 8), (2, 5, 7), (1, 1, 1)])
+    blocks = rng.randint(1, 3)
+    widths = tuple(rng.choice([2, 3, 4, 6, 8]) for _ in range(blocks))
+    torch.manual_seed(rng.randrange(2**31))
+    net = start_net(shape[0], rng.randint(2, 10), widths=widths, input_size=shape[1:])
+    return scramble(net, rng.randrange(2**31)).eval(), shape
