@@ -206,3 +206,59 @@ register_layer(LayerKind("concat", _concat_infer, lambda a, s: Concat(), arity=(
                          keeps_nonneg=True))
 register_layer(LayerKind("linear", _linear_infer, lambda a, s: nn.Linear(s[0][0], a["out_features"], bias=a["bias"]),
                          channels="mix", defaults=dict(bias=True)))
+
+
+# ---------------------------------------------------------------- kinds for lowered DARTS cells
+
+
+class Crop(nn.Module):
+    """Drop `top`/`left`/`bottom`/`right` rows and columns (FactorizedReduce's x[:, :, 1:, 1:])."""
+
+    def __init__(self, top: int = 0, left: int = 0, bottom: int = 0, right: int = 0):
+        super().__init__()
+        self.box = (top, left, bottom, right)
+
+    def forward(self, x):
+        top, left, bottom, right = self.box
+        return x[:, :, top:x.shape[2] - bottom, left:x.shape[3] - right]
+
+
+class DropPath(nn.Module):
+    """Zero a whole sample's branch with probability `drop_prob` in training, scaling the kept
+    ones by 1 / (1 - drop_prob); identity in eval. `drop_prob` is a plain attribute so that a
+    trainer can ramp it (sgdr_train sets it on every module that has one)."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x):
+        if not self.training or self.drop_prob <= 0.0:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = torch.empty(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype).bernoulli_(keep)
+        return x / keep * mask
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+def _crop_infer(a, s):
+    c, h, w = _map(s[0], "crop")
+    for side in ("top", "left", "bottom", "right"):
+        if a[side] < 0:
+            raise GraphError(f"crop {side}={a[side]} must be >= 0")
+    oh, ow = h - a["top"] - a["bottom"], w - a["left"] - a["right"]
+    if oh < 1 or ow < 1:
+        raise GraphError(f"crop {a['top']},{a['left']},{a['bottom']},{a['right']} leaves nothing of a {h}x{w} map")
+    return (c, oh, ow)
+
+
+register_layer(LayerKind("identity", lambda a, s: tuple(s[0]), lambda a, s: nn.Identity(), channels="preserve",
+                         keeps_nonneg=True))
+register_layer(LayerKind(
+    "crop", _crop_infer, lambda a, s: Crop(a["top"], a["left"], a["bottom"], a["right"]), channels="preserve",
+    keeps_nonneg=True, defaults=dict(top=0, left=0, bottom=0, right=0)))
+register_layer(LayerKind(
+    "drop_path", lambda a, s: tuple(s[0]), lambda a, s: DropPath(a["drop_prob"]), channels="preserve",
+    keeps_nonneg=True, defaults=dict(drop_prob=0.0)))

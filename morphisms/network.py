@@ -82,6 +82,17 @@ class Network(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward pass on one input (convs and linears only)."""
+        total = 0
+        for n, m in self.layers.items():
+            if isinstance(m, nn.Conv2d):
+                c, h, w = self.shapes[n]
+                total += c * h * w * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+            elif isinstance(m, nn.Linear):
+                total += m.in_features * m.out_features
+        return total
+
     def node_params(self, name: str) -> int:
         return sum(p.numel() for p in self.layers[name].parameters())
 

@@ -1,0 +1,157 @@
+"""Architecture steps: how the alphas learn. One small interface, several strategies.
+
+    strategy = STRATEGIES["darts-2nd"](supernet)            # owns the alphas' Adam optimizer
+    strategy.step(supernet, (x_train, y_train), (x_val, y_val), w_optimizer, eta)
+
+`arch_grads` computes the gradient a strategy would apply and `step` applies it, so tests can
+compare gradients without touching the optimizer. A strategy may also choose the op weights of
+the following weight step (`weight_step_weights`): DARTS uses softmax(alpha) without a graph to
+the alphas; NASP would hand out one-hot weights there.
+
+Second order (DARTS eq. 7-8): the alpha gradient of L_val(w', alpha) at the virtual step
+w' = w - eta * (grad_w L_train(w) + momentum * buffer + wd * w), whose implicit part
+-eta * d2 L_train / d alpha d w . grad_w' L_val(w') is approximated by a central finite
+difference at w +- R v, v = grad_w' L_val(w'), R = r / ||v||. The virtual weights are written
+into the supernet's own tensors and restored afterwards: no model copy is ever made.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _grads(loss, params) -> list[torch.Tensor]:
+    gs = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
+
+
+class ArchStrategy:
+    """Base: owns the optimizer of the alphas (Adam, lr 3e-4, betas (0.5, 0.999), wd 1e-3: the
+    DARTS values) and applies whatever gradient `arch_grads` returns."""
+
+    name = "base"
+
+    def __init__(self, supernet: nn.Module, lr: float = 3e-4, betas=(0.5, 0.999), weight_decay: float = 1e-3,
+                 criterion=F.cross_entropy):
+        self.criterion = criterion
+        self.optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=lr, betas=tuple(betas),
+                                          weight_decay=weight_decay)
+
+    def loss(self, supernet, batch, weights_normal=None, weights_reduce=None):
+        x, y = batch
+        return self.criterion(supernet(x, weights_normal, weights_reduce), y)
+
+    def arch_grads(self, supernet, train_batch, val_batch, w_optimizer, eta) -> tuple[list[torch.Tensor], dict]:
+        raise NotImplementedError
+
+    def step(self, supernet, train_batch, val_batch, w_optimizer, eta: float) -> dict:
+        """One update of the alphas; returns {'val_loss': tensor} (no host sync)."""
+        grads, info = self.arch_grads(supernet, train_batch, val_batch, w_optimizer, eta)
+        for a, g in zip(supernet.arch_parameters(), grads):
+            a.grad = g.detach()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return info
+
+    def weight_step_weights(self, supernet) -> tuple[torch.Tensor, torch.Tensor]:
+        """Op weights for the weight step; detached so the weight step builds no alpha graph."""
+        wn, wr = supernet.op_weights()
+        return wn.detach(), wr.detach()
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class FirstOrder(ArchStrategy):
+    """DARTS first order: grad_alpha L_val(w, alpha), the weights taken as they are."""
+
+    name = "darts-1st"
+
+    def arch_grads(self, supernet, train_batch, val_batch, w_optimizer, eta):
+        loss = self.loss(supernet, val_batch)
+        return _grads(loss, supernet.arch_parameters()), {"val_loss": loss.detach()}
+
+
+class SecondOrder(ArchStrategy):
+    """DARTS second order (unrolled), finite-difference Hessian-vector product (see module doc)."""
+
+    name = "darts-2nd"
+
+    def __init__(self, supernet, r: float = 0.01, **kw):
+        super().__init__(supernet, **kw)
+        self.r = r  # reference value: the perturbation w +- R v has norm 0.01
+
+    @staticmethod
+    def _sgd_direction(w_optimizer, weights, grads) -> list[torch.Tensor]:
+        """What the weight optimizer's next step would subtract (over its lr): the gradient plus
+        momentum * buffer plus weight decay * w, read from its own state and param groups."""
+        group_of = {id(p): g for g in w_optimizer.param_groups for p in g["params"]}
+        out = []
+        for p, g in zip(weights, grads):
+            group = group_of.get(id(p), {})
+            d = g + group.get("weight_decay", 0.0) * p.detach()
+            buf = w_optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                d = d + group.get("momentum", 0.0) * buf
+            out.append(d)
+        return out
+
+    def arch_grads(self, supernet, train_batch, val_batch, w_optimizer, eta):
+        alphas, weights = supernet.arch_parameters(), supernet.weights()
+        # Probing passes must not move BN running statistics: only the real weight step may.
+        buffers = [b.detach().clone() for b in supernet.buffers()]
+        saved = [p.detach().clone() for p in weights]
+        try:
+            # 1. the virtual step w' (in place)
+            g_train = _grads(self.loss(supernet, train_batch), weights)
+            step = self._sgd_direction(w_optimizer, weights, g_train)
+            del g_train
+            with torch.no_grad():
+                for p, d in zip(weights, step):
+                    p.sub_(eta * d)
+            del step
+            # 2. L_val at w': its alpha gradient, and v = its weight gradient
+            val_loss = self.loss(supernet, val_batch)
+            gs = _grads(val_loss, alphas + weights)
+            dalpha, v = gs[:len(alphas)], gs[len(alphas):]
+            del gs
+            # 3. d/dalpha grad_w L_train(w) . v by central differences at w +- R v
+            R = self.r / torch.sqrt(sum((t * t).sum() for t in v))
+            with torch.no_grad():
+                for p, s, t in zip(weights, saved, v):
+                    p.copy_(s).add_(R * t)
+            g_plus = _grads(self.loss(supernet, train_batch), alphas)
+            with torch.no_grad():
+                for p, s, t in zip(weights, saved, v):
+                    p.copy_(s).sub_(R * t)
+            g_minus = _grads(self.loss(supernet, train_batch), alphas)
+            grads = [da - eta * (gp - gm) / (2 * R) for da, gp, gm in zip(dalpha, g_plus, g_minus)]
+        finally:
+            # exact restore (a copy, not w - R v + R v, which would drift in floating point)
+            with torch.no_grad():
+                for p, s in zip(weights, saved):
+                    p.copy_(s)
+                for b, s in zip(supernet.buffers(), buffers):
+                    b.copy_(s)
+        return grads, {"val_loss": val_loss.detach()}
+
+
+STRATEGIES: dict[str, type[ArchStrategy]] = {
+    FirstOrder.name: FirstOrder,
+    SecondOrder.name: SecondOrder,
+}
+
+
+def strategy_for(method: str, order: int = 1) -> type[ArchStrategy]:
+    """The strategy class for a config's method ("darts") and order (1 | 2)."""
+    key = f"{method}-{'1st' if order == 1 else '2nd'}" if method == "darts" else method
+    if method == "darts" and order not in (1, 2):
+        raise ValueError(f"darts order must be 1 or 2, got {order!r}")
+    try:
+        return STRATEGIES[key]
+    except KeyError:
+        raise ValueError(f"unknown search method {method!r} (known: darts, {', '.join(STRATEGIES)})") from None

@@ -1,0 +1,74 @@
+"""Drawing a Network: a layered picture (PNG/SVG via matplotlib) and Graphviz DOT text.
+
+The picture puts each node at its longest-path depth from the input, so a chain reads top
+to bottom and skip connections show as edges that jump levels.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+
+from morphisms import Network
+from morphisms.graph import inputs_of
+
+COLOURS = {"input": "#dddddd", "output": "#dddddd", "aux_output": "#dddddd", "conv": "#8ecae6", "bn": "#ffd166",
+           "relu": "#cdb4db", "maxpool": "#95d5b2", "avgpool": "#95d5b2", "global_pool": "#95d5b2",
+           "add": "#f4a261", "concat": "#e76f51", "linear": "#219ebc"}
+
+
+def label(net: Network, n: str) -> str:
+    a = net.graph.nodes[n]
+    kind = a["kind"]
+    if kind == "conv":
+        extra = f" {a['kernel_size']}x{a['kernel_size']}" + (f"/{a['stride']}" if a["stride"] != 1 else "") + \
+            (f" g{a['groups']}" if a["groups"] != 1 else "") + (f" d{a['dilation']}" if a["dilation"] != 1 else "")
+    elif kind in ("maxpool", "avgpool"):
+        extra = f" {a['kernel_size']}"
+    else:
+        extra = ""
+    return f"{kind}{extra}\n{'x'.join(map(str, net.shapes[n]))}"
+
+
+def to_dot(net: Network) -> str:
+    lines = ["digraph network {", "  rankdir=TB; node [shape=box, style=filled, fontname=Helvetica];"]
+    for n in net._order:
+        colour = COLOURS.get(net.graph.nodes[n]["kind"], "#ffffff")
+        lines.append(f'  {n} [label="{label(net, n)}", fillcolor="{colour}"];'.replace("\n", "\\n"))
+    for n in net._order:
+        for u in inputs_of(net.graph, n):
+            lines.append(f"  {u} -> {n};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def draw_network(net: Network, path, title: str | None = None) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g = net.graph
+    depth = {}
+    for n in net._order:
+        depth[n] = max((depth[u] + 1 for u in g.predecessors(n)), default=0)
+    levels = {}
+    for n in net._order:
+        levels.setdefault(depth[n], []).append(n)
+    pos = {}
+    for d, nodes in levels.items():
+        for i, n in enumerate(nodes):
+            pos[n] = (i - (len(nodes) - 1) / 2, -d)
+    width = max(len(v) for v in levels.values())
+    fig, ax = plt.subplots(figsize=(max(4, 2.2 * width), max(4, 0.75 * len(levels))))
+    nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=8, edge_color="#555555",
+                           connectionstyle="arc3,rad=0.15", node_size=1800)
+    for n, (x, y) in pos.items():
+        ax.text(x, y, label(net, n), ha="center", va="center", fontsize=7,
+                bbox=dict(boxstyle="round,pad=0.3", fc=COLOURS.get(g.nodes[n]["kind"], "#ffffff"), ec="#333333"))
+    ax.set_title(title or f"{len(g)} nodes, {net.num_params():,} parameters")
+    ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,127 @@
+"""The climb end to end: files written, seeded reproducibility, SIGKILL + resume, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from nash.cli import main
+
+QUICK = ["--steps", "3", "--n-neigh", "3", "--n-nm", "2", "--epoch-neigh", "2", "--epoch-final", "2",
+         "--pretrain-epochs", "2", "--widths", "4,8", "--subset", "300", "--seed", "5", "--quiet"]
+
+
+def comparable(events):
+    """Events without wall-clock fields, which legitimately differ between runs."""
+    return [{k: v for k, v in e.items() if k not in ("time", "seconds")} for e in events]
+
+
+def nash(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "nash", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+def test_climb_writes_a_complete_run_directory(tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["climb", *QUICK, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    for f in ("config.json", "events.jsonl", "checkpoint.pt", "results.json", "climb.png", "architecture.png",
+              "architecture.dot", "best/graph.json", "best/weights.pt"):
+        assert (out / f).is_file(), f
+    res = json.loads((out / "results.json").read_text())
+    for key in ("start", "final"):
+        assert set(res[key]) == {"val_acc", "test_acc", "params"}
+        assert 0.0 <= res[key]["val_acc"] <= 1.0 and 0.0 <= res[key]["test_acc"] <= 1.0
+    assert res["steps"] == 3 and res["seconds"] > 0
+    events = [json.loads(l) for l in (out / "events.jsonl").read_text().splitlines()]
+    children = [e for e in events if e["event"] == "child"]
+    assert len(children) == 3 * 3  # n_neigh candidates per step, the parent among them
+    assert sum(e["is_parent"] for e in children) == 3
+    assert all(len(e["morphisms"]) == 2 for e in children if not e["is_parent"])
+    steps = [e for e in events if e["event"] == "step"]
+    # a step never goes downhill: its best is at least the parent's validation accuracy
+    for s in steps:
+        parent = next(c for c in children if c["step"] == s["step"] and c["is_parent"])
+        assert s["val_acc"] >= parent["val_acc"]
+    # the same seed gives the same climb
+    out2 = tmp_path / "again"
+    assert CliRunner().invoke(main, ["climb", *QUICK, "--out", str(out2)]).exit_code == 0
+    again = [json.loads(l) for l in (out2 / "events.jsonl").read_text().splitlines()]
+    assert comparable(again) == comparable(events)
+    # show and export read the run
+    r = CliRunner().invoke(main, ["show", str(out)])
+    assert r.exit_code == 0 and "final" in r.output
+    r = CliRunner().invoke(main, ["export", str(out), "--format", "torchscript"])
+    assert r.exit_code == 0 and (out / "model.pt").is_file()
+
+
+def test_sigkill_mid_step_then_resume_matches_an_uninterrupted_run(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    p = nash("climb", *QUICK, "--out", str(whole))
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+    p = nash("climb", *QUICK, "--out", str(killed))
+    events = killed / "events.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until step 2 is under way: its first candidate is done
+        if events.exists() and any('"step": 2' in l and '"child"' in l for l in events.read_text().splitlines()):
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (killed / "results.json").exists()
+    r = nash("climb", "--resume", str(killed))
+    out, err = r.communicate(timeout=300)
+    assert r.returncode == 0, err
+    assert "resuming after step 1" in err
+    read = lambda d: [json.loads(l) for l in (d / "events.jsonl").read_text().splitlines()]
+    assert comparable(read(killed)) == comparable(read(whole))
+    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, killed))
+    assert a["final"] == b["final"] and a["history"] == b["history"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--budget", "12x"], ["12x"]),
+    (["--budget", "0s"], ["zero"]),
+    (["--budget", "1m60"], ["1m60"]),
+    (["--data", "imagenet9"], ["unknown data set", "imagenet9"]),
+    (["--data", "cifar10", "--data-dir", "{tmp}"], ["cifar-10-batches-py", "data_batch_1"]),
+    (["--data", "mnist", "--data-dir", "{tmp}"], ["train-images-idx3-ubyte"]),
+    (["--data", "cifar10"], ["--data-dir"]),
+])
+def test_bad_input_gets_one_line_and_writes_nothing(tmp_path, args, words):
+    out = tmp_path / "run"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    p = subprocess.run([sys.executable, "-m", "nash", "climb", *args, "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    for w in words:
+        assert w in lines[0]
+    assert not out.exists()
+
+
+def test_resume_refuses_a_corrupt_checkpoint_and_keeps_it(tmp_path):
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["climb", *QUICK, "--steps", "1", "--out", str(out)]).exit_code == 0
+    ckpt = out / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    before = ckpt.read_bytes()
+    r = CliRunner().invoke(main, ["climb", "--resume", str(out)])
+    assert r.exit_code == 2 and "damaged checkpoint" in r.output and "Traceback" not in r.output
+    assert ckpt.read_bytes() == before
+
+
+def test_out_that_holds_another_run_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["climb", *QUICK, "--steps", "1", "--out", str(out)]).exit_code == 0
+    config = (out / "config.json").read_text()
+    r = CliRunner().invoke(main, ["climb", *QUICK, "--steps", "1", "--seed", "9", "--out", str(out)])
+    assert r.exit_code == 2 and "different run" in r.output
+    assert (out / "config.json").read_text() == config
+    r = CliRunner().invoke(main, ["climb", "--resume", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "config.json" in r.output
