@@ -7,7 +7,7 @@ Dependencies and why:
 - numpy, click (CLI), rich (progress bars, tables), matplotlib (run plots, architecture drawings).
 - scikit-learn: ships the 8x8 digits data set in its wheel, the built-in default data (no download).
 - torchvision is an extra ([vision]): only the image-folder data set and nothing in the core use it.
-- ray is an extra ([ray]) for training children on a cluster.
+- ray is an extra ([ray]) for training children on a cluster; onnx ([onnx]) for ONNX export.
 """
 from setuptools import find_packages, setup
 
@@ -29,7 +29,8 @@ setup(
         "scikit-learn>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "hypothesis>=6.80"],
+        "test": ["pytest>=7.4", "hypothesis>=6.80", "onnx>=1.14"],
+        "onnx": ["onnx>=1.14"],
         "ray": ["ray>=2.9"],
         "vision": ["torchvision>=0.16"],
     },
