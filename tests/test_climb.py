@@ -125,3 +125,28 @@ def test_out_that_holds_another_run_is_refused(tmp_path):
     assert (out / "config.json").read_text() == config
     r = CliRunner().invoke(main, ["climb", "--resume", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "config.json" in r.output
+
+
+def test_export_onnx_and_train_a_saved_network(tmp_path):
+    import onnx
+    import torch
+
+    from morphisms import Network, random_morphisms, start_net
+    from nash.export import export
+
+    torch.manual_seed(0)
+    net, _ = random_morphisms(start_net(1, 10, (4, 8), 8), 6, rng=1)
+    net.save(tmp_path / "net")
+    f = export(net, tmp_path / "net.onnx", "onnx")
+    model = onnx.load(str(f))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["input"]
+    ts = torch.jit.load(str(export(net, tmp_path / "net.pt", "torchscript")))
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.allclose(ts(x), net.eval()(x), atol=1e-6)
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "net"), "--epochs", "15", "--subset", "800",
+                                  "--out", str(tmp_path / "trained"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "trained" / "results.json").read_text())
+    assert res["final"]["test_acc"] > 0.3  # ten classes: chance is 0.1
+    assert Network.load(tmp_path / "trained" / "best").to_json() == net.to_json()
