@@ -65,6 +65,9 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
     A non-finite loss stops training and is reported in `failed`, never raised."""
     device = x.device
     net.to(device)
+    if device.type == "cpu":
+        # denormal floats (tiny momentum buffers as the lr anneals to 0) take a slow path on x86
+        torch.set_flush_denormal(True)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
     net.train()
