@@ -24,11 +24,9 @@ USER_ERRORS = (BudgetError, DataError, RunDirError, GraphError, MorphismError, E
 
 
 def _user_errors():
-    try:
-        from .darts.genotype import GenotypeError
-        return USER_ERRORS + (GenotypeError,)
-    except ImportError:
-        return USER_ERRORS
+    from .darts.genotype import GenotypeError
+    from .darts.search import SearchConfigError
+    return USER_ERRORS + (GenotypeError, SearchConfigError)
 
 
 def one_line_errors(fn):
@@ -126,6 +124,182 @@ def climb(budget, steps, n_neigh, n_nm, epoch_neigh, epoch_final, lr_start, lr_e
     click.echo(f"final: val {results['final']['val_acc']:.4f} test {results['final']['test_acc']:.4f} "
                f"({results['final']['params']:,} params) after {results['steps']} steps, {results['seconds']:.0f}s")
     click.echo(f"results: {run.path / 'results.json'}")
+
+
+# ---------------------------------------------------------------------------------- darts
+
+def _fit_epochs(genotype, splits, want: int, seconds_left: float, lower_kw: dict, batch_size: int) -> int:
+    """How many epochs of training the lowered genotype fit into `seconds_left` (timed on one epoch)."""
+    import copy
+
+    import torch
+    from .darts import lower
+    from .train import sgdr_train
+
+    with torch.random.fork_rng(devices=[]):
+        net = lower(genotype, **lower_kw)
+    probe = sgdr_train(copy.deepcopy(net), splits.train_x, splits.train_y, 1, batch_size=batch_size)
+    return max(1, min(want, int(seconds_left * 0.9 / max(probe.seconds, 1e-6))))
+
+
+def _train_and_report(run, genotype, splits, cfg, rep, deadline):
+    """Lower, train and evaluate a genotype; write best/, results.json and drawings into `run`."""
+    from .darts import train_genotype
+    from .draw import draw_network, to_dot
+    from .rundir import atomic_write_bytes
+
+    epochs = cfg["train_epochs"]
+    lower_kw = dict(channels=cfg["train_channels"], layers=cfg["train_layers"], num_classes=splits.num_classes,
+                    in_channels=splits.in_channels, input_size=tuple(splits.image_size),
+                    auxiliary=cfg["auxiliary"] if cfg["auxiliary"] is not None else min(splits.image_size) >= 32)
+    if deadline is not None:
+        fit = _fit_epochs(genotype, splits, epochs, deadline - time.time(), lower_kw, cfg["train_batch_size"])
+        if fit < epochs:
+            rep.log(f"budget: training the derived network for {fit} of {epochs} epochs")
+            epochs = fit
+    bar = rep.task("train derived net", epochs)
+
+    def on_epoch(e, r):
+        rep.update(bar, completed=e, info=f"acc {r.train_acc:.3f}")
+        run.event("train_epoch", epoch=e, train_acc=r.train_acc, train_loss=r.train_loss)
+
+    net, res = train_genotype(genotype, splits, epochs, channels=cfg["train_channels"], layers=cfg["train_layers"],
+                              batch_size=cfg["train_batch_size"], auxiliary=cfg["auxiliary"], seed=cfg["seed"],
+                              drop_path=cfg["drop_path"], cutout=cfg["cutout"], on_epoch=on_epoch)
+    rep.remove(bar)
+    net.save(run.path / "best")
+    final = {"val_acc": res.get("val_acc"), "test_acc": res["test_acc"], "params": res["params_without_aux"]}
+    results = {"final": final, "genotype": res["genotype"], "epochs": res["epochs"], "params_with_aux": res["params"],
+               "train_seconds": res["seconds"], "failed": res["failed"]}
+    run.event("final", **final, epochs=res["epochs"], seconds=res["seconds"])
+    try:
+        draw_network(net, run.path / "architecture.png", title=f"{res['genotype'][:90]}...")
+    except ImportError:
+        pass
+    atomic_write_bytes(run.path / "architecture.dot", to_dot(net).encode())
+    return results
+
+
+@main.command()
+@click.option("--method", default="darts", show_default=True, help="Search method (darts; more come with variants).")
+@click.option("--order", type=click.Choice(["1", "2"]), default="1", show_default=True,
+              help="DARTS first or second order architecture gradient.")
+@click.option("--epochs", type=int, default=50, show_default=True, help="Search epochs (reference: 50).")
+@click.option("--budget", default=None, help="Wall-clock budget for search + training the result: 20m, 12h, ...")
+@click.option("--search-share", type=float, default=0.5, show_default=True,
+              help="With --budget: the share of it given to the search; the rest trains the derived net.")
+@click.option("--channels", type=int, default=16, show_default=True, help="Supernet initial channels.")
+@click.option("--layers", type=int, default=8, show_default=True, help="Supernet cells.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--train-epochs", type=int, default=600, show_default=True, help="Epochs to train the derived net.")
+@click.option("--train-channels", type=int, default=36, show_default=True)
+@click.option("--train-layers", type=int, default=20, show_default=True)
+@click.option("--train-batch-size", type=int, default=96, show_default=True)
+@click.option("--auxiliary/--no-auxiliary", default=None, help="Auxiliary head (default: on for 32x32 inputs).")
+@click.option("--drop-path", type=float, default=0.2, show_default=True)
+@click.option("--cutout", type=int, default=None, help="Cutout size for training the derived net (default 16 "
+              "for 32x32 inputs, else off).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data", default="digits", show_default=True)
+@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--subset", type=int, default=None)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/darts-<time>).")
+@click.option("--resume", type=click.Path(), default=None, help="Continue the search in this run directory.")
+@click.option("--quiet", is_flag=True)
+@one_line_errors
+def darts(method, order, epochs, budget, search_share, channels, layers, batch_size, train_epochs, train_channels,
+          train_layers, train_batch_size, auxiliary, drop_path, cutout, seed, data, data_dir, subset, device, out,
+          resume, quiet):
+    """Differentiable search (DARTS family) in the DARTS cell space; then train the derived cell."""
+    from .climb import pick_device
+    from .darts import Genotype, run_search, search_config
+    from .progress import Reporter
+
+    started = time.time()
+    if resume:
+        run = RunDir.open(resume)
+        cfg = run.config["darts"]
+    else:
+        budget_s = parse_budget(budget) if budget else None
+        if not 0 < search_share < 1:
+            raise BudgetError(f"--search-share must be between 0 and 1, got {search_share}")
+        cfg = dict(method=method, order=int(order), epochs=epochs, channels=channels, layers=layers,
+                   batch_size=batch_size, seed=seed, budget=budget_s, search_share=search_share,
+                   budget_seconds=budget_s * search_share if budget_s else None,
+                   train_epochs=train_epochs, train_channels=train_channels, train_layers=train_layers,
+                   train_batch_size=train_batch_size, auxiliary=auxiliary, drop_path=drop_path, cutout=cutout,
+                   data=data, data_dir=data_dir, subset=subset, device=device)
+    search_config(cfg)  # bad values fail here, before anything is written
+    splits = _load_data(cfg["data"], cfg["data_dir"], cfg["subset"], 0.1, cfg["seed"], pick_device(cfg["device"]))
+    if not resume:
+        run = RunDir.create(out or default_run_path("darts"), {"command": "darts", "darts": cfg})
+    deadline = started + cfg["budget"] - min(0.02 * cfg["budget"], 10.0) if cfg["budget"] else None
+    if resume and cfg["budget"]:
+        spent = run.events("darts_epoch")
+        deadline = started + cfg["budget"] - sum(e["seconds"] for e in spent)
+    with Reporter(quiet) as rep:
+        rep.log(f"run directory: {run.path}")
+        bar = rep.task(f"search ({cfg['method']}, order {cfg['order']})", cfg["epochs"])
+
+        def progress(ev):
+            rep.update(bar, completed=ev["epoch"], info=f"val {ev['val_acc']:.3f}")
+            rep.log(f"epoch {ev['epoch']}: supernet val acc {ev['val_acc']:.4f}; {ev['genotype']}")
+
+        summary = run_search(cfg, run, splits, progress=progress)
+        rep.remove(bar)
+        genotype = Genotype.parse(summary["genotype"])
+        rep.log(f"genotype after {summary['epochs_done']} epochs: {genotype}")
+        results = _train_and_report(run, genotype, splits, cfg, rep, deadline)
+    results["search"] = {k: summary[k] for k in ("epochs_done", "seconds", "stopped", "val_acc")}
+    results["seconds"] = time.time() - started
+    run.write_json("results.json", results)
+    f = results["final"]
+    click.echo(f"{genotype}")
+    click.echo(f"derived net: val {f['val_acc']:.4f} test {f['test_acc']:.4f} ({f['params']:,} params); "
+               f"{run.path / 'results.json'}")
+
+
+@main.command("train-genotype")
+@click.argument("genotype")
+@click.option("--epochs", type=int, default=600, show_default=True)
+@click.option("--budget", default=None, help="Wall-clock budget: fit the epochs into it.")
+@click.option("--channels", type=int, default=36, show_default=True)
+@click.option("--layers", type=int, default=20, show_default=True)
+@click.option("--batch-size", type=int, default=96, show_default=True)
+@click.option("--auxiliary/--no-auxiliary", default=None, help="Auxiliary head (default: on for 32x32 inputs).")
+@click.option("--drop-path", type=float, default=0.2, show_default=True)
+@click.option("--cutout", type=int, default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data", default="digits", show_default=True)
+@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--subset", type=int, default=None)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/genotype-<time>).")
+@click.option("--quiet", is_flag=True)
+@one_line_errors
+def train_genotype_cmd(genotype, epochs, budget, channels, layers, batch_size, auxiliary, drop_path, cutout, seed,
+                       data, data_dir, subset, device, out, quiet):
+    """Train and evaluate a cell: a name (DARTS_V2) or the text "Genotype(normal=[...], ...)"."""
+    from .climb import pick_device
+    from .darts import get_genotype
+    from .progress import Reporter
+
+    started = time.time()
+    geno = get_genotype(genotype)
+    budget_s = parse_budget(budget) if budget else None
+    splits = _load_data(data, data_dir, subset, 0.1, seed, pick_device(device))
+    cfg = dict(genotype=str(geno), train_epochs=epochs, train_channels=channels, train_layers=layers,
+               train_batch_size=batch_size, auxiliary=auxiliary, drop_path=drop_path, cutout=cutout, seed=seed,
+               data=data, data_dir=data_dir, subset=subset, budget=budget_s)
+    run = RunDir.create(out or default_run_path("genotype"), {"command": "train-genotype", "train-genotype": cfg})
+    deadline = started + budget_s - min(0.02 * budget_s, 10.0) if budget_s else None
+    with Reporter(quiet) as rep:
+        results = _train_and_report(run, geno, splits, cfg, rep, deadline)
+    results["seconds"] = time.time() - started
+    run.write_json("results.json", results)
+    f = results["final"]
+    click.echo(f"val {f['val_acc']:.4f} test {f['test_acc']:.4f} ({f['params']:,} params); {run.path}")
 
 
 # ---------------------------------------------------------------------------------- train
