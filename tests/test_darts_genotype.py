@@ -67,8 +67,10 @@ def test_parse_accepts_reference_search_output_with_range():
     (V2_TEXT.replace(", ('dil_conv_3x3', 2)", ""), "two (op, input) pairs per intermediate node"),
     (V2_TEXT.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[2, 3, 9]"), "node 9 does not exist"),
     (V2_TEXT.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[2, 2]"), "repeats a node"),
+    (V2_TEXT.replace("reduce_concat=[2, 3, 4, 5]", "reduce_concat=[1, 2, 3, 4, 5]"), "cell inputs"),
     (V2_TEXT.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=open('x')"), "only literals"),
     (V2_TEXT.replace(", reduce_concat=[2, 3, 4, 5]", ""), "missing field(s): reduce_concat"),
+    ("Genotype(normal=[('conv_9x9', 0)])", "unknown op 'conv_9x9'"),  # the op, before the missing fields
     (V2_TEXT.replace("reduce_concat=", "reduce_concatx="), "unknown Genotype field 'reduce_concatx'"),
     (V2_TEXT.replace("normal=[", "normal=[x, "), "not a literal"),
 ])

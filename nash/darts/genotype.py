@@ -75,6 +75,9 @@ class Genotype(NamedTuple):
             if kw.arg in values:
                 raise GenotypeError(f"Genotype field {kw.arg!r} given twice")
             values[kw.arg] = _literal(kw.arg, kw.value)
+        for field in ("normal", "reduce"):  # a wrong op is the more useful message: say it first
+            if field in values:
+                _check_pairs(field, _cell(field, values[field]), space)
         missing = [f for f in FIELDS if f not in values]
         if missing:
             raise GenotypeError(f"Genotype is missing field(s): {', '.join(missing)}")
@@ -103,18 +106,10 @@ class Genotype(NamedTuple):
         lists the edges that exist) and every node reads only nodes before it."""
         for name in ("normal", "reduce"):
             pairs, concat = getattr(self, name), getattr(self, name + "_concat")
+            _check_pairs(name, pairs, space)
             if not pairs or len(pairs) % 2:
                 raise GenotypeError(f"{name}: needs two (op, input) pairs per intermediate node, got {len(pairs)} pairs")
             nodes = space.num_inputs + len(pairs) // 2
-            for k, (op, idx) in enumerate(pairs):
-                node = space.num_inputs + k // 2
-                if op == "none":
-                    raise GenotypeError(f"{name}[{k}]: 'none' means no edge and cannot be a chosen op")
-                if op not in space.ops:
-                    known = ", ".join(o for o in space.ops if o != "none")
-                    raise GenotypeError(f"{name}[{k}]: unknown op {op!r} (known: {known})")
-                if not 0 <= idx < node:
-                    raise GenotypeError(f"{name}[{k}]: input {idx} of node {node} must be in 0..{node - 1}")
             if not concat:
                 raise GenotypeError(f"{name}_concat: empty")
             for i in concat:
@@ -122,9 +117,26 @@ class Genotype(NamedTuple):
                     raise GenotypeError(f"{name}_concat: node {i} does not exist (nodes 0..{nodes - 1})")
             if len(set(concat)) != len(concat):
                 raise GenotypeError(f"{name}_concat: repeats a node: {list(concat)}")
+            if name == "reduce" and any(i < space.num_inputs for i in concat):
+                raise GenotypeError(f"reduce_concat: the cell inputs (nodes < {space.num_inputs}) keep their "
+                                    f"resolution and cannot be concatenated with the reduced nodes")
 
     def steps(self, reduction: bool = False) -> int:
         return len(self.reduce if reduction else self.normal) // 2
+
+
+def _check_pairs(name: str, pairs, space: SearchSpace) -> None:
+    """Every op is one of the space's (not 'none': a genotype lists the edges that exist) and
+    every pair reads a node before its own (pairs 2k and 2k+1 make node num_inputs + k)."""
+    for k, (op, idx) in enumerate(pairs):
+        node = space.num_inputs + k // 2
+        if op == "none":
+            raise GenotypeError(f"{name}[{k}]: 'none' means no edge and cannot be a chosen op")
+        if op not in space.ops:
+            known = ", ".join(o for o in space.ops if o != "none")
+            raise GenotypeError(f"{name}[{k}]: unknown op {op!r} (known: {known})")
+        if not 0 <= idx < node:
+            raise GenotypeError(f"{name}[{k}]: input {idx} of node {node} must be in 0..{node - 1}")
 
 
 def _literal(field: str, node):
@@ -190,7 +202,7 @@ def get_genotype(spec, space: SearchSpace = DARTS_SPACE) -> Genotype:
     if isinstance(spec, dict):
         return Genotype.from_json(spec, space)
     if isinstance(spec, Path) or (isinstance(spec, str) and "(" not in spec and "{" not in spec
-                                  and spec.upper() not in GENOTYPES):
+                                  and spec.strip().upper() not in GENOTYPES):
         path = Path(spec)
         if path.is_file():
             text = path.read_text()

@@ -15,11 +15,14 @@ with `Network.save/load` without nash.darts, and can be drawn, exported or morph
 """
 from __future__ import annotations
 
+import networkx as nx
+
 from morphisms.errors import GraphError
 from morphisms.graph import add_layer, new_graph
 from morphisms.network import Network
 
 from .genotype import Genotype, GenotypeError, get_genotype
+from .ops import OPS, FactorizedReduce, ReLUConvBN
 from .supernet import reduction_layers
 
 
@@ -160,4 +163,40 @@ def lower(genotype, channels: int = 36, layers: int = 20, num_classes: int = 10,
         b.aux_head(aux_from, num_classes)
     x = b.add("global_pool", [s1], "gap")
     b.add("output", [b.add("linear", [x], "classifier", out_features=num_classes)], "output")
+    # A genotype whose concat leaves an intermediate node unread has dead ops. The reference
+    # computes them and counts their parameters; they never affect an output, so they are
+    # dropped here (a graph network has no dangling nodes). DARTS genotypes have none.
+    outputs = [n for n, k in g.nodes(data="kind") if k in ("output", "aux_output")]
+    live = set(outputs).union(*(nx.ancestors(g, o) for o in outputs))
+    g.remove_nodes_from([n for n in list(g) if n not in live])
     return Network(g)
+
+
+def reference_params(genotype, channels: int = 36, layers: int = 20, num_classes: int = 10,
+                     in_channels: int = 3, stem_multiplier: int = 3) -> int:
+    """The parameter count the reference code reports for this network (auxiliary head left out,
+    as its count_parameters_in_MB does). It equals `lower(...).num_params()` unless some op of
+    the genotype is dead (an input or node that nothing reads): the reference still builds and
+    counts those, `lower` drops them. Counted by building the ops.py modules (affine), not the
+    graph, so it is a second, independent description of the same network."""
+    genotype = get_genotype(genotype)
+
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    c_curr = stem_multiplier * channels
+    total = in_channels * c_curr * 9 + 2 * c_curr  # stem conv + BN
+    c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
+    reductions, reduction_prev = reduction_layers(layers), False
+    for i in range(layers):
+        reduction = i in reductions
+        c_curr *= 2 if reduction else 1
+        pairs, concat = (genotype.reduce, genotype.reduce_concat) if reduction else (genotype.normal,
+                                                                                    genotype.normal_concat)
+        total += count(FactorizedReduce(c_prev_prev, c_curr) if reduction_prev
+                       else ReLUConvBN(c_prev_prev, c_curr, 1, 1, 0))
+        total += count(ReLUConvBN(c_prev, c_curr, 1, 1, 0))
+        total += sum(count(OPS[op](c_curr, 2 if reduction and idx < 2 else 1, True)) for op, idx in pairs)
+        reduction_prev = reduction
+        c_prev_prev, c_prev = c_prev, len(concat) * c_curr
+    return total + c_prev * num_classes + num_classes

@@ -33,7 +33,7 @@ from nash.rundir import RunDir, RunDirError, atomic_write_bytes
 from nash.train import evaluate, sgdr_train
 
 from .architect import strategy_for
-from .genotype import Genotype, get_genotype
+from .genotype import get_genotype
 from .lower import lower
 from .selection import SELECTORS
 from .supernet import Supernet
@@ -110,6 +110,24 @@ def _alphas_lists(supernet) -> dict:
             "alphas_reduce": [[round(v, 6) for v in row] for row in wr.detach().cpu().tolist()]}
 
 
+def search_step(supernet, strategy, w_optimizer, train_batch, val_batch, lr: float, grad_clip: float | None,
+                weights=None):
+    """One DARTS step: the alphas first (on the alpha batch), then the weights (on the weight
+    batch) with the op weights the strategy gives (detached softmax). Returns (weight loss,
+    logits, the strategy's info)."""
+    info = strategy.step(supernet, train_batch, val_batch, w_optimizer, lr)
+    wn, wr = strategy.weight_step_weights(supernet)
+    x, y = train_batch
+    logits = supernet(x, wn, wr)
+    loss = F.cross_entropy(logits, y)
+    w_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(supernet.weights() if weights is None else weights, grad_clip)
+    w_optimizer.step()
+    return loss.detach(), logits.detach(), info
+
+
 def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug) -> dict:
     """One epoch of alternating steps; returns train loss/acc and the mean alpha-batch loss."""
     supernet.train()
@@ -122,15 +140,8 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
     seen = steps = 0
     for (xt, yt), (xv, yv) in zip(iterate_batches(*w_half, bs, generator=generator, aug=aug, drop_last=drop_w),
                                   iterate_batches(*a_half, bs, generator=generator, aug=aug, drop_last=drop_a)):
-        info = strategy.step(supernet, (xt, yt), (xv, yv), w_optimizer, lr)
-        wn, wr = strategy.weight_step_weights(supernet)
-        logits = supernet(xt, wn, wr)
-        loss = F.cross_entropy(logits, yt)
-        w_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg["grad_clip"]:
-            nn.utils.clip_grad_norm_(weights, cfg["grad_clip"])
-        w_optimizer.step()
+        loss, logits, info = search_step(supernet, strategy, w_optimizer, (xt, yt), (xv, yv), lr, cfg["grad_clip"],
+                                         weights)
         # accumulated on the device: no host sync per step
         loss_sum += loss.detach() * len(yt)
         correct += (logits.detach().argmax(1) == yt).sum()
@@ -149,6 +160,10 @@ def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> di
     Returns {"genotype": text, "epochs_done", "epochs", "seconds", "stopped": None | "budget",
     "val_acc"}."""
     cfg = search_config(config)
+    if data.train_x.device.type == "cpu":
+        # as sgdr_train does: denormal floats (tiny momentum buffers and BN statistics late in a
+        # search) take a slow path on x86
+        torch.set_flush_denormal(True)
     supernet, w_optimizer, strategy = build(cfg, data)
     w_half, a_half = split_halves(data)
     val = (data.val_x, data.val_y) if len(data.val_x) else a_half
