@@ -158,12 +158,17 @@ class HillClimber:
             step = state["step"] + 1
             candidates = self._candidates(best, step)
             if deadline is not None:
-                est_step = sum(cfg.epoch_neigh * self._epoch_time(c.net, state) for c in candidates)
-                reserve = self._final_reserve(epoch_seconds)
-                if time.time() + est_step + reserve > deadline:
-                    self.rep.log(f"budget: stopping before step {step} (it would take ~{est_step:.0f}s, "
-                                 f"the final training ~{reserve:.0f}s, {deadline - time.time():.0f}s left)")
+                costs = [cfg.epoch_neigh * self._epoch_time(c.net, state) for c in candidates]
+                left = deadline - time.time() - self._final_reserve(epoch_seconds)
+                fit = next((k for k in range(len(costs), 0, -1) if sum(costs[:k]) <= left), 0)
+                if fit < 2:  # not even the parent and one child: stepping is over
+                    self.rep.log(f"budget: stopping before step {step} (it would take ~{sum(costs):.0f}s, "
+                                 f"{max(left, 0):.0f}s left before the final training)")
                     break
+                if fit < len(candidates):
+                    # the last step uses the time that is left: the parent and the children that fit
+                    self.rep.log(f"budget: step {step} with {fit} of {len(candidates)} candidates")
+                    candidates = candidates[:fit]
             best, winner = self._step(candidates, step, state,
                                       deadline - self._final_reserve(epoch_seconds) if deadline else None)
             epoch_seconds = winner["seconds"] / max(winner["epochs"], 1)
