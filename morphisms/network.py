@@ -42,22 +42,27 @@ class Network(nn.Module):
                 built[n] = layer(kind).build(graph.nodes[n], [self.shapes[u] for u in inputs_of(graph, n)])
         self.layers = nn.ModuleDict(built)
         index = {n: i for i, n in enumerate(order)}
-        self._plan = [(n, [index[u] for u in inputs_of(graph, n)]) for n in order[1:]]
-        self._output = index[next(n for n in order if graph.nodes[n]["kind"] == "output")]
+        self._plan = [(index[n], n, [index[u] for u in inputs_of(graph, n)]) for n in order[1:]]
+        output = next(n for n in order if graph.nodes[n]["kind"] == "output")
+        # forward() runs only what the main output needs: auxiliary heads cost nothing there
+        needed = nx.ancestors(graph, output) | {output}
+        self._main_plan = [step for step in self._plan if step[1] in needed]
+        self._output = index[output]
         self._aux = [index[n] for n in order if graph.nodes[n]["kind"] == "aux_output"]
         self._order = order
 
     # ------------------------------------------------------------------ running
 
-    def _run(self, x):
-        values = [x]
+    def _run(self, x, plan=None):
+        values = [None] * len(self._order)
+        values[0] = x
         layers = self.layers
-        for name, ins in self._plan:
-            values.append(layers[name](*[values[i] for i in ins]))
+        for i, name, ins in self._plan if plan is None else plan:
+            values[i] = layers[name](*[values[j] for j in ins])
         return values
 
     def forward(self, x):
-        return self._run(x)[self._output]
+        return self._run(x, self._main_plan)[self._output]
 
     def forward_with_aux(self, x):
         """(main output, [auxiliary outputs]) — the auxiliary heads of a lowered DARTS network."""

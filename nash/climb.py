@@ -275,10 +275,12 @@ class HillClimber:
             records.append(rec)
             self.rep.update(bar, advance=1, info=f"val {rec['val_acc'] if rec['val_acc'] is not None else 'failed'}")
         self.rep.remove(bar)
-        ok = [(r["val_acc"], -r["child"]) for r in records if r["val_acc"] is not None]
+        # highest validation accuracy; on a tie (common on small validation sets) the lower
+        # validation loss, then the earlier candidate
+        ok = [(r["val_acc"], -r["val_loss"], -r["child"]) for r in records if r["val_acc"] is not None]
         if not ok:
             raise RunDirError(f"step {step}: every candidate failed to train (non-finite loss); lower --lr-start")
-        best_j = -max(ok)[1]  # highest val acc; ties go to the earliest candidate
+        best_j = -max(ok)[2]
         winner = records[best_j]
         self.run.event("step", step=step, best_child=best_j, val_acc=winner["val_acc"], params=winner["params"],
                        kept_parent=winner["is_parent"])

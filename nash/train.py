@@ -37,12 +37,13 @@ def cosine_lr(step: int, total: int, lr_start: float, lr_end: float) -> float:
     return lr_end + 0.5 * (lr_start - lr_end) * (1 + math.cos(math.pi * step / max(total, 1)))
 
 
-def param_groups(net: nn.Module, weight_decay: float):
-    """Weight decay on conv/linear weights only: not on BN, biases or NASH's merge weights."""
+def param_groups(net: nn.Module, weight_decay: float, decay_all: bool = False):
+    """Weight decay on conv/linear weights only: not on BN, biases or NASH's merge weights
+    (unless `decay_all`, as the DARTS reference trains its evaluation networks)."""
     decay, no_decay = [], []
     for p in net.parameters():
         if p.requires_grad:
-            (decay if p.dim() > 1 else no_decay).append(p)
+            (decay if p.dim() > 1 or decay_all else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -54,12 +55,14 @@ def autocast_for(device: torch.device):
 def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr_start: float = 0.05,
                lr_end: float = 0.0, batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4,
                aug=None, mixup_alpha: float = 0.0, grad_clip: float | None = None, aux_weight: float = 0.0,
-               drop_path: float = 0.0, seed: int = 0, on_epoch=None, deadline: float | None = None) -> TrainResult:
+               drop_path: float = 0.0, seed: int = 0, on_epoch=None, deadline: float | None = None,
+               decay_all: bool = False) -> TrainResult:
     """Train `net` in place for `epochs` epochs of one cosine cycle; return what happened.
 
     x, y: the training tensors, on the device to train on (the net is moved there).
     drop_path: the final drop-path probability, ramped linearly over epochs (DARTS evaluation).
     aux_weight: weight of the auxiliary heads' loss, when the net has any.
+    decay_all: weight decay on every parameter, BN and biases too (the DARTS reference's choice).
     on_epoch(epoch, result_so_far): progress callback.
     deadline: a time.time() after which training stops at the end of the current epoch.
     A non-finite loss stops training and is reported in `failed`, never raised."""
@@ -71,7 +74,7 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
     net.train()
-    opt = torch.optim.SGD(param_groups(net, weight_decay), lr=lr_start, momentum=momentum)
+    opt = torch.optim.SGD(param_groups(net, weight_decay, decay_all), lr=lr_start, momentum=momentum)
     gen = torch.Generator().manual_seed(seed)
     n = x.shape[0]
     drop_last = n > batch_size  # a 1-sample last batch would break BN on 1x1 maps

@@ -236,3 +236,18 @@ def test_a_child_of_many_morphisms_still_trains():
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     assert all(p.grad is not None for p in child.parameters() if p.requires_grad)
+
+
+def test_forward_skips_auxiliary_heads():
+    g, last = _graph(("conv", dict(out_channels=2)), ("relu", {}), ("global_pool", {}),
+                     ("linear", dict(out_features=3)), ("output", {}))
+    add_layer(g, "linear", ["global_pool3"], name="aux_linear", out_features=3)
+    add_layer(g, "aux_output", ["aux_linear"], name="aux")
+    net = Network(g).eval()
+    calls = []
+    net.layers["aux_linear"].register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(2, 1, 4, 4)
+    y = net(x)
+    assert calls == []
+    main, aux = net.forward_with_aux(x)
+    assert calls == [1] and torch.equal(main, y) and aux[0].shape == (2, 3)

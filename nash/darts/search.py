@@ -128,8 +128,9 @@ def search_step(supernet, strategy, w_optimizer, train_batch, val_batch, lr: flo
     return loss.detach(), logits.detach(), info
 
 
-def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug) -> dict:
-    """One epoch of alternating steps; returns train loss/acc and the mean alpha-batch loss."""
+def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug, deadline=None) -> dict:
+    """One epoch of alternating steps; returns train loss/acc and the mean alpha-batch loss.
+    Past `deadline` (a time.time()) the epoch ends early, after the step in flight."""
     supernet.train()
     for group in w_optimizer.param_groups:
         group["lr"] = lr
@@ -148,6 +149,8 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
         arch_loss += info["val_loss"]
         seen += len(yt)
         steps += 1
+        if deadline is not None and time.time() > deadline:
+            break
     seen = max(seen, 1)
     return {"train_loss": float(loss_sum) / seen, "train_acc": float(correct) / seen,
             "arch_loss": float(arch_loss) / max(steps, 1), "steps": steps}
@@ -200,7 +203,9 @@ def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> di
             break
         t0 = time.time()
         lr = epoch_lr(epoch, cfg)
-        stats = train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug)
+        # a budget also bounds the epoch itself: the first epoch of a big search may not fit
+        deadline = None if budget is None else t0 + (budget - seconds)
+        stats = train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug, deadline)
         val_acc, val_loss = evaluate(supernet, *val, batch_size=256)
         genotype = selector.select(supernet)
         dt = time.time() - t0
@@ -293,7 +298,8 @@ def train_genotype(genotype, data: DataSplits, epochs: int, channels: int = 36, 
     res = sgdr_train(net, data.train_x, data.train_y, epochs, lr_start=lr, lr_end=lr_end, batch_size=batch_size,
                      momentum=momentum, weight_decay=weight_decay, aug=aug, grad_clip=grad_clip,
                      aux_weight=aux_weight if auxiliary else 0.0, drop_path=drop_path, seed=seed,
-                     on_epoch=on_epoch, deadline=deadline)
+                     on_epoch=on_epoch, deadline=deadline,
+                     decay_all=True)  # the reference decays every weight of its evaluation network
     result = {"genotype": str(genotype), "params": net.num_params(),
               "params_without_aux": sum(net.node_params(n) for n in net.layers if not n.startswith("aux_")),
               "train_loss": res.train_loss, "train_acc": res.train_acc, "epochs": res.epochs, "steps": res.steps,
