@@ -128,32 +128,31 @@ def climb(budget, steps, n_neigh, n_nm, epoch_neigh, epoch_final, lr_start, lr_e
 
 # ---------------------------------------------------------------------------------- darts
 
-def _fit_epochs(genotype, splits, want: int, seconds_left: float, lower_kw: dict, batch_size: int) -> int:
-    """How many epochs of training the lowered genotype fit into `seconds_left` (timed on one epoch)."""
-    import copy
-
-    import torch
-    from .darts import lower
-    from .train import sgdr_train
-
-    with torch.random.fork_rng(devices=[]):
-        net = lower(genotype, **lower_kw)
-    probe = sgdr_train(copy.deepcopy(net), splits.train_x, splits.train_y, 1, batch_size=batch_size)
-    return max(1, min(want, int(seconds_left * 0.9 / max(probe.seconds, 1e-6))))
+def eval_size(cfg: dict, splits) -> tuple[int, int]:
+    """(channels, cells) of the derived network: as given, or by default the DARTS evaluation
+    size (36, 20) for inputs of 32x32 and more, the search size (16, 8) below that, where a
+    20-cell network has too few pixels and too few images to learn from in a CPU budget."""
+    big = min(splits.image_size) >= 32
+    return (cfg["train_channels"] or (36 if big else 16), cfg["train_layers"] or (20 if big else 8))
 
 
 def _train_and_report(run, genotype, splits, cfg, rep, deadline):
     """Lower, train and evaluate a genotype; write best/, results.json and drawings into `run`."""
     from .darts import train_genotype
-    from .draw import draw_network, to_dot
+    from .draw import draw_genotype, draw_network, to_dot
     from .rundir import atomic_write_bytes
 
+    channels, layers = eval_size(cfg, splits)
     epochs = cfg["train_epochs"]
-    lower_kw = dict(channels=cfg["train_channels"], layers=cfg["train_layers"], num_classes=splits.num_classes,
-                    in_channels=splits.in_channels, input_size=tuple(splits.image_size),
-                    auxiliary=cfg["auxiliary"] if cfg["auxiliary"] is not None else min(splits.image_size) >= 32)
+    kw = dict(channels=channels, layers=layers, batch_size=cfg["train_batch_size"], auxiliary=cfg["auxiliary"],
+              seed=cfg["seed"], drop_path=cfg["drop_path"], cutout=cfg["cutout"])
     if deadline is not None:
-        fit = _fit_epochs(genotype, splits, epochs, deadline - time.time(), lower_kw, cfg["train_batch_size"])
+        # time one epoch of exactly the training to come, then fit the cosine cycle to what is left
+        t = time.time()
+        _, probe = train_genotype(genotype, splits, 1, **kw)
+        per_epoch = probe["seconds"]
+        left = deadline - time.time() - (time.time() - t - per_epoch) - 5.0  # evaluation and drawing
+        fit = max(1, min(epochs, int(left / (per_epoch * 1.1))))
         if fit < epochs:
             rep.log(f"budget: training the derived network for {fit} of {epochs} epochs")
             epochs = fit
@@ -163,17 +162,20 @@ def _train_and_report(run, genotype, splits, cfg, rep, deadline):
         rep.update(bar, completed=e, info=f"acc {r.train_acc:.3f}")
         run.event("train_epoch", epoch=e, train_acc=r.train_acc, train_loss=r.train_loss)
 
-    net, res = train_genotype(genotype, splits, epochs, channels=cfg["train_channels"], layers=cfg["train_layers"],
-                              batch_size=cfg["train_batch_size"], auxiliary=cfg["auxiliary"], seed=cfg["seed"],
-                              drop_path=cfg["drop_path"], cutout=cfg["cutout"], on_epoch=on_epoch)
+    net, res = train_genotype(genotype, splits, epochs, on_epoch=on_epoch, deadline=deadline, **kw)
     rep.remove(bar)
+    if res["epochs"] < epochs:
+        rep.log(f"budget: training stopped after {res['epochs']} of {epochs} epochs")
     net.save(run.path / "best")
     final = {"val_acc": res.get("val_acc"), "test_acc": res["test_acc"], "params": res["params_without_aux"]}
-    results = {"final": final, "genotype": res["genotype"], "epochs": res["epochs"], "params_with_aux": res["params"],
-               "train_seconds": res["seconds"], "failed": res["failed"]}
+    results = {"final": final, "genotype": res["genotype"], "epochs": res["epochs"], "channels": channels,
+               "layers": layers, "params_with_aux": res["params"], "train_seconds": res["seconds"],
+               "failed": res["failed"]}
     run.event("final", **final, epochs=res["epochs"], seconds=res["seconds"])
     try:
-        draw_network(net, run.path / "architecture.png", title=f"{res['genotype'][:90]}...")
+        draw_genotype(genotype, run.path / "cells.png")
+        if len(net.graph) <= 400:  # past that a drawing of every node is slow and unreadable
+            draw_network(net, run.path / "architecture.png")
     except ImportError:
         pass
     atomic_write_bytes(run.path / "architecture.dot", to_dot(net).encode())
@@ -192,8 +194,10 @@ def _train_and_report(run, genotype, splits, cfg, rep, deadline):
 @click.option("--layers", type=int, default=8, show_default=True, help="Supernet cells.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--train-epochs", type=int, default=600, show_default=True, help="Epochs to train the derived net.")
-@click.option("--train-channels", type=int, default=36, show_default=True)
-@click.option("--train-layers", type=int, default=20, show_default=True)
+@click.option("--train-channels", type=int, default=None, help="Derived net's channels (default 36 for 32x32 "
+              "inputs, else 16).")
+@click.option("--train-layers", type=int, default=None, help="Derived net's cells (default 20 for 32x32 inputs, "
+              "else 8).")
 @click.option("--train-batch-size", type=int, default=96, show_default=True)
 @click.option("--auxiliary/--no-auxiliary", default=None, help="Auxiliary head (default: on for 32x32 inputs).")
 @click.option("--drop-path", type=float, default=0.2, show_default=True)
@@ -264,8 +268,8 @@ def darts(method, order, epochs, budget, search_share, channels, layers, batch_s
 @click.argument("genotype")
 @click.option("--epochs", type=int, default=600, show_default=True)
 @click.option("--budget", default=None, help="Wall-clock budget: fit the epochs into it.")
-@click.option("--channels", type=int, default=36, show_default=True)
-@click.option("--layers", type=int, default=20, show_default=True)
+@click.option("--channels", type=int, default=None, help="Default 36 for 32x32 inputs, else 16.")
+@click.option("--layers", type=int, default=None, help="Default 20 for 32x32 inputs, else 8.")
 @click.option("--batch-size", type=int, default=96, show_default=True)
 @click.option("--auxiliary/--no-auxiliary", default=None, help="Auxiliary head (default: on for 32x32 inputs).")
 @click.option("--drop-path", type=float, default=0.2, show_default=True)

@@ -72,3 +72,48 @@ def draw_network(net: Network, path, title: str | None = None) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def draw_genotype(genotype, path) -> Path:
+    """The normal and reduction cells of a DARTS genotype, as the DARTS paper draws them:
+    inputs c_{k-2}, c_{k-1}, intermediate nodes 0..n-1, output c_{k}; edges named by op."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax, (name, ops, concat) in zip(axes, (("normal", genotype.normal, genotype.normal_concat),
+                                             ("reduction", genotype.reduce, genotype.reduce_concat))):
+        g = nx.MultiDiGraph()
+        labels = {0: "c_{k-2}", 1: "c_{k-1}"}
+        steps = len(ops) // 2
+        for i in range(steps):
+            labels[i + 2] = str(i)
+        labels["out"] = "c_{k}"
+        for i in range(steps):
+            for op, j in ops[2 * i:2 * i + 2]:
+                g.add_edge(j, i + 2, op=op)
+        for j in concat:
+            g.add_edge(j, "out", op="")
+        pos = {0: (0, 1), 1: (0, -1), "out": (steps + 1, 0)}
+        for i in range(steps):
+            pos[i + 2] = (i + 1, 1.2 if i % 2 == 0 else -1.2)
+        nx.draw_networkx_nodes(g, pos, ax=ax, node_color=["#8ecae6" if isinstance(n, int) and n < 2 else
+                                                          "#ffd166" if n == "out" else "#cdb4db" for n in g.nodes],
+                               node_size=900)
+        nx.draw_networkx_labels(g, pos, labels={n: labels[n] for n in g.nodes}, ax=ax, font_size=8)
+        for k, (u, v, d) in enumerate(g.edges(data=True)):
+            rad = 0.25 if (u, v) != (v, u) and g.number_of_edges(u, v) > 1 and k % 2 else 0.1
+            nx.draw_networkx_edges(g, pos, edgelist=[(u, v)], ax=ax, connectionstyle=f"arc3,rad={rad}",
+                                   arrows=True, node_size=900)
+            if d["op"]:
+                (x1, y1), (x2, y2) = pos[u], pos[v]
+                ax.text((x1 + x2) / 2, (y1 + y2) / 2, d["op"], fontsize=7, ha="center", va="center",
+                        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="#999999"))
+        ax.set_title(f"{name} cell")
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -15,7 +15,7 @@ def test_darts_search_trains_its_genotype_and_seeds_a_climb(tmp_path):
     r = CliRunner().invoke(main, ["darts", "--order", "2", *TINY_SEARCH, "--out", str(out)])
     assert r.exit_code == 0, r.output
     for f in ("config.json", "events.jsonl", "checkpoint.pt", "genotype.json", "genotype.txt", "alphas.png",
-              "results.json", "best/graph.json", "best/weights.pt", "architecture.png"):
+              "results.json", "best/graph.json", "best/weights.pt", "cells.png", "architecture.dot"):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())
     assert 0 <= res["final"]["test_acc"] <= 1 and res["final"]["params"] > 0
