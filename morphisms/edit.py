@@ -27,6 +27,13 @@ class Edit:
         self.device = ref.device if ref is not None else torch.device("cpu")
         self.dtype = ref.dtype if ref is not None else torch.get_default_dtype()
 
+    @classmethod
+    def view(cls, net: Network, what: str = "") -> "Edit":
+        """The parent's graph and shapes without copies, for plans that only read them (moves)."""
+        e = cls.__new__(cls)
+        e.parent, e.what, e.g, e.shapes, e.modules = net, what, net.graph, net.shapes, net.layers
+        return e
+
     def fail(self, why: str):
         raise MorphismError(f"{self.what}: {why}")
 

@@ -68,13 +68,11 @@ def moves(net: Network, kinds=tuple(MORPHISMS)) -> list[Move]:
         out += [Move.of("deepen", after=n) for n in maps
                 if g.nodes[n]["kind"] in DEEPEN_AFTER and is_nonneg(net, n, memo)]
     if "widen" in kinds:
-        probe = Edit.__new__(Edit)  # graph-only checks: no module copies needed
-        probe.g, probe.shapes, probe.what = g, shapes, ""
+        probe = Edit.view(net)  # graph-only checks: no module copies needed
         out += [Move.of("widen", node=n, factor=2.0) for n in order
                 if g.nodes[n]["kind"] in WIDENABLE and _ok(lambda n=n: widen_plan(probe, n, 2.0))]
     if "add_skip" in kinds:
-        probe = Edit.__new__(Edit)
-        probe.g, probe.shapes, probe.what = g, shapes, ""
+        probe = Edit.view(net)
         ends = [n for n in maps if g.nodes[n]["kind"] in BLOCK_OUTPUTS]
         for dst in ends:
             before = nx.ancestors(g, dst)
