@@ -20,7 +20,13 @@ from .data import DATASETS, DataError
 from .export import ExportError
 from .rundir import RunDir, RunDirError, default_run_path
 
-USER_ERRORS = (BudgetError, DataError, RunDirError, GraphError, MorphismError, ExportError)
+
+
+class OptionError(ValueError):
+    """An option value that cannot be used."""
+
+
+USER_ERRORS = (BudgetError, DataError, RunDirError, GraphError, MorphismError, ExportError, OptionError)
 
 
 def _user_errors():
@@ -50,7 +56,22 @@ def one_line_errors(fn):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineGroup(click.Group):
+    """click's usage errors (a bad option value, an unknown option) as one line too."""
+
+    def main(self, *args, standalone_mode=True, **kwargs):
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            click.echo(f"nash: error: {e.format_message()} (see 'nash {e.ctx.info_name if e.ctx else ''} --help')"
+                       .replace("nash nash", "nash"), err=True)
+            sys.exit(2)
+        except click.Abort:
+            click.echo("nash: aborted", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """nash: neural architecture search by network morphisms (NASH) and DARTS-family search."""
 
@@ -103,10 +124,10 @@ def climb(budget, steps, n_neigh, n_nm, epoch_neigh, epoch_final, lr_start, lr_e
         try:
             width_list = tuple(int(w) for w in widths.split(","))
         except ValueError:
-            raise BudgetError(f"--widths {widths!r} is not a comma-separated list of integers") from None
+            raise OptionError(f"--widths {widths!r} is not a comma-separated list of integers") from None
         for name, v in (("--n-neigh", n_neigh), ("--n-nm", n_nm), ("--batch-size", batch_size)):
             if v < 1:
-                raise BudgetError(f"{name} must be at least 1, got {v}")
+                raise OptionError(f"{name} must be at least 1, got {v}")
         cfg = ClimbConfig(data=data, data_dir=data_dir, subset=subset, val_fraction=val_fraction, n_neigh=n_neigh,
                           n_nm=n_nm, epoch_neigh=epoch_neigh, epoch_final=epoch_final, lr_start=lr_start,
                           lr_end=lr_end, pretrain_epochs=pretrain_epochs, steps=steps,
@@ -227,7 +248,7 @@ def darts(method, order, epochs, budget, search_share, channels, layers, batch_s
     else:
         budget_s = parse_budget(budget) if budget else None
         if not 0 < search_share < 1:
-            raise BudgetError(f"--search-share must be between 0 and 1, got {search_share}")
+            raise OptionError(f"--search-share must be between 0 and 1, got {search_share}")
         cfg = dict(method=method, order=int(order), epochs=epochs, channels=channels, layers=layers,
                    batch_size=batch_size, seed=seed, budget=budget_s, search_share=search_share,
                    budget_seconds=budget_s * search_share if budget_s else None,

@@ -91,6 +91,8 @@ def test_sigkill_mid_step_then_resume_matches_an_uninterrupted_run(tmp_path):
     (["--data", "cifar10", "--data-dir", "{tmp}"], ["cifar-10-batches-py", "data_batch_1"]),
     (["--data", "mnist", "--data-dir", "{tmp}"], ["train-images-idx3-ubyte"]),
     (["--data", "cifar10"], ["--data-dir"]),
+    (["--steps", "abc"], ["--steps", "abc"]),
+    (["--widths", "8,x"], ["--widths"]),
 ])
 def test_bad_input_gets_one_line_and_writes_nothing(tmp_path, args, words):
     out = tmp_path / "run"
