@@ -46,19 +46,37 @@ class Network(nn.Module):
         output = next(n for n in order if graph.nodes[n]["kind"] == "output")
         # forward() runs only what the main output needs: auxiliary heads cost nothing there
         needed = nx.ancestors(graph, output) | {output}
-        self._main_plan = [step for step in self._plan if step[1] in needed]
         self._output = index[output]
         self._aux = [index[n] for n in order if graph.nodes[n]["kind"] == "aux_output"]
         self._order = order
+        self._main_plan = self._with_frees([step for step in self._plan if step[1] in needed])
+        self._full_plan = self._with_frees(self._plan)
+
+    def _with_frees(self, plan):
+        """Each step with the values it is the last reader of, so they are freed right away
+        (as torch.fx's generated code does): memory is reused while it is still in cache."""
+        keep = {self._output, *self._aux}
+        last = {}
+        for k, (_, _, ins) in enumerate(plan):
+            for j in ins:
+                last[j] = k
+        frees = [[] for _ in plan]
+        for j, k in last.items():
+            if j not in keep:
+                frees[k].append(j)
+        return [(i, name, ins, frees[k]) for k, (i, name, ins) in enumerate(plan)]
 
     # ------------------------------------------------------------------ running
 
-    def _run(self, x, plan=None):
+    def _run(self, x, plan, free: bool = True):
         values = [None] * len(self._order)
         values[0] = x
         layers = self.layers
-        for i, name, ins in self._plan if plan is None else plan:
+        for i, name, ins, frees in plan:
             values[i] = layers[name](*[values[j] for j in ins])
+            if free:
+                for j in frees:
+                    values[j] = None
         return values
 
     def forward(self, x):
@@ -66,12 +84,12 @@ class Network(nn.Module):
 
     def forward_with_aux(self, x):
         """(main output, [auxiliary outputs]) — the auxiliary heads of a lowered DARTS network."""
-        values = self._run(x)
+        values = self._run(x, self._full_plan)
         return values[self._output], [values[i] for i in self._aux]
 
     def activations(self, x, names) -> dict:
         """Outputs of the named nodes on `x` (in whatever mode the network is in)."""
-        values = self._run(x)
+        values = self._run(x, self._full_plan, free=False)
         return {n: values[i] for i, n in enumerate(self._order) if n in set(names)}
 
     # ------------------------------------------------------------------ facts
