@@ -13,7 +13,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from .errors import GraphError
 

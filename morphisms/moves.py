@@ -16,7 +16,7 @@ from .edit import Edit, is_nonneg
 from .errors import MorphismError
 from .insert_bn import insert_bn
 from .network import Network
-from .skip import SKIP_MODES, add_skip, concat_plan
+from .skip import add_skip, concat_plan
 from .widen import WIDENABLE, widen, widen_plan
 
 MORPHISMS = {"deepen": deepen, "widen": widen, "add_skip": add_skip, "insert_bn": insert_bn}

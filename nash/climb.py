@@ -15,13 +15,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 
 import torch
 
-from morphisms import Move, Network, random_morphisms, start_net
+from morphisms import Network, random_morphisms, start_net
 from morphisms.network import graph_from_json
 
 from .data import DataSplits

@@ -1,6 +1,5 @@
 """The climb end to end: files written, seeded reproducibility, SIGKILL + resume, bad input."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -10,7 +10,7 @@ from morphisms import (GraphError, MorphismError, Move, Network, add_skip, deepe
                        random_morphisms, start_net, widen)
 from morphisms.graph import add_layer, new_graph
 
-from conftest import random_start, scramble
+from conftest import random_start
 
 # float32 tolerance on outputs, relative to the output's largest magnitude; what we reach is
 # far below it (measured: 0 to ~1e-7), the margin absorbs BLAS reduction-order differences.

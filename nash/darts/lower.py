@@ -123,7 +123,7 @@ def lower(genotype, channels: int = 36, layers: int = 20, num_classes: int = 10,
     stem = b.add("bn", [b.add("conv", ["input"], "stem_conv", out_channels=c_curr, kernel_size=3, padding=1)],
                  "stem_bn")
     s0 = s1 = stem
-    c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
+    c_curr = channels  # input widths of every node come from shape inference, not bookkeeping
     reductions = reduction_layers(layers)
     reduction_prev, aux_from = False, None
     for i in range(layers):
@@ -153,7 +153,6 @@ def lower(genotype, channels: int = 36, layers: int = 20, num_classes: int = 10,
             h, w = (h + 1) // 2, (w + 1) // 2
         s0, s1 = s1, out
         reduction_prev = reduction
-        c_prev_prev, c_prev = c_prev, len(concat) * c_curr
         if i == 2 * layers // 3:
             aux_from, aux_size = out, (h, w)
     if auxiliary:
