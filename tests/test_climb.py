@@ -151,3 +151,17 @@ def test_export_onnx_and_train_a_saved_network(tmp_path):
     res = json.loads((tmp_path / "trained" / "results.json").read_text())
     assert res["final"]["test_acc"] > 0.3  # ten classes: chance is 0.1
     assert Network.load(tmp_path / "trained" / "best").to_json() == net.to_json()
+
+
+def test_a_budget_holds(tmp_path):
+    """A climb on a 20-second budget ends inside it (+10%), having stepped and trained the winner."""
+    out = tmp_path / "run"
+    t = time.time()
+    p = nash("climb", "--budget", "20s", "--widths", "8,16", "--epoch-neigh", "3", "--pretrain-epochs", "3",
+             "--epoch-final", "3", "--n-neigh", "3", "--subset", "600", "--quiet", "--out", str(out))
+    assert p.wait(timeout=120) == 0, p.stderr.read()
+    wall = time.time() - t
+    res = json.loads((out / "results.json").read_text())
+    assert res["seconds"] <= 20 * 1.1
+    assert wall <= 20 * 1.1 + 5  # + interpreter start and imports, which precede our clock
+    assert res["steps"] >= 1
