@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from nash.cli import main
 
-QUICK = ["--steps", "3", "--n-neigh", "3", "--n-nm", "2", "--epoch-neigh", "2", "--epoch-final", "2",
-         "--pretrain-epochs", "2", "--widths", "4,8", "--subset", "300", "--seed", "5", "--quiet"]
+QUICK = ["--steps", "3", "--n-neigh", "3", "--n-nm", "2", "--epoch-neigh", "3", "--epoch-final", "4",
+         "--pretrain-epochs", "4", "--widths", "8,8", "--subset", "600", "--seed", "5", "--quiet"]
 
 
 def comparable(events):
@@ -36,6 +36,7 @@ def test_climb_writes_a_complete_run_directory(tmp_path):
         assert set(res[key]) == {"val_acc", "test_acc", "params"}
         assert 0.0 <= res[key]["val_acc"] <= 1.0 and 0.0 <= res[key]["test_acc"] <= 1.0
     assert res["steps"] == 3 and res["seconds"] > 0
+    assert res["final"]["test_acc"] > 0.3  # ten classes: chance is 0.1
     events = [json.loads(l) for l in (out / "events.jsonl").read_text().splitlines()]
     children = [e for e in events if e["event"] == "child"]
     assert len(children) == 3 * 3  # n_neigh candidates per step, the parent among them
@@ -58,11 +59,15 @@ def test_climb_writes_a_complete_run_directory(tmp_path):
     assert r.exit_code == 0 and (out / "model.pt").is_file()
 
 
+# candidates that take ~0.5 s each, so that a kill lands inside step 2, not after it
+SLOWER = QUICK + ["--epoch-neigh", "6", "--subset", "800", "--widths", "8,16"]
+
+
 def test_sigkill_mid_step_then_resume_matches_an_uninterrupted_run(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    p = nash("climb", *QUICK, "--out", str(whole))
+    p = nash("climb", *SLOWER, "--out", str(whole))
     assert p.wait(timeout=300) == 0, p.stderr.read()
-    p = nash("climb", *QUICK, "--out", str(killed))
+    p = nash("climb", *SLOWER, "--out", str(killed))
     events = killed / "events.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline:  # wait until step 2 is under way: its first candidate is done
@@ -80,6 +85,7 @@ def test_sigkill_mid_step_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert comparable(read(killed)) == comparable(read(whole))
     a, b = (json.loads((d / "results.json").read_text()) for d in (whole, killed))
     assert a["final"] == b["final"] and a["history"] == b["history"]
+    assert a["final"]["val_acc"] > 0.5  # a real climb, not one stuck at chance
 
 
 @pytest.mark.parametrize("args, words", [
