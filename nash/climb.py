@@ -151,7 +151,8 @@ class HillClimber:
         best = net_from_state(state["best"]).to(self.device)
         epoch_seconds = state["epoch_seconds"]  # per training epoch of the current best
 
-        steps_bar = self.rep.task("climb", cfg.max_steps if cfg.steps is not None or not cfg.budget else 0)
+        # with only a budget the number of steps is unknown: an open-ended bar
+        steps_bar = self.rep.task("climb", cfg.max_steps if cfg.steps is not None or not cfg.budget else None)
         self.rep.update(steps_bar, completed=state["step"])
         while state["step"] < cfg.max_steps and not state.get("final"):
             step = state["step"] + 1
