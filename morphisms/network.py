@@ -90,7 +90,8 @@ class Network(nn.Module):
     def activations(self, x, names) -> dict:
         """Outputs of the named nodes on `x` (in whatever mode the network is in)."""
         values = self._run(x, self._full_plan, free=False)
-        return {n: values[i] for i, n in enumerate(self._order) if n in set(names)}
+        wanted = set(names)
+        return {n: values[i] for i, n in enumerate(self._order) if n in wanted}
 
     # ------------------------------------------------------------------ facts
 

@@ -76,6 +76,18 @@ def main():
     """nash: neural architecture search by network morphisms (NASH) and DARTS-family search."""
 
 
+def data_options(fn):
+    """--data, --data-dir, --subset and --device, alike for every command that trains."""
+    for option in reversed([
+        click.option("--data", default="digits", show_default=True, help=f"Data set: {', '.join(DATASETS)}."),
+        click.option("--data-dir", type=click.Path(), default=None, help="Folder holding the data set's files."),
+        click.option("--subset", type=int, default=None, help="Use this many training images (quick runs)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 def _load_data(name, data_dir, subset, val_fraction, seed, device):
     from .data import load_dataset
     return load_dataset(name, data_dir=data_dir, val_fraction=val_fraction, subset=subset, seed=seed,
@@ -96,16 +108,13 @@ def _load_data(name, data_dir, subset, val_fraction, seed, device):
 @click.option("--lr-end", type=float, default=0.0, show_default=True)
 @click.option("--pretrain-epochs", type=int, default=20, show_default=True, help="SGDR epochs for the start net.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--data", default="digits", show_default=True, help=f"Data set: {', '.join(DATASETS)}.")
-@click.option("--data-dir", type=click.Path(), default=None, help="Folder holding the data set's files.")
-@click.option("--subset", type=int, default=None, help="Use this many training images (quick runs).")
+@data_options
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--widths", default="64,128,256", show_default=True, help="Start net conv widths.")
 @click.option("--cutout", type=int, default=0, show_default=True, help="Cutout square size (0: off).")
 @click.option("--mixup", type=float, default=0.0, show_default=True, help="Mixup alpha (0: off).")
 @click.option("--start", type=click.Path(), default=None, help="Start from a saved network (e.g. RUN_DIR/best).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/climb-<time>).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
 @click.option("--quiet", is_flag=True, help="Log lines instead of progress bars.")
@@ -225,10 +234,7 @@ def _train_and_report(run, genotype, splits, cfg, rep, deadline):
 @click.option("--cutout", type=int, default=None, help="Cutout size for training the derived net (default 16 "
               "for 32x32 inputs, else off).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--data", default="digits", show_default=True)
-@click.option("--data-dir", type=click.Path(), default=None)
-@click.option("--subset", type=int, default=None)
-@click.option("--device", default="auto", show_default=True)
+@data_options
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/darts-<time>).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the search in this run directory.")
 @click.option("--quiet", is_flag=True)
@@ -296,10 +302,7 @@ def darts(method, order, epochs, budget, search_share, channels, layers, batch_s
 @click.option("--drop-path", type=float, default=0.2, show_default=True)
 @click.option("--cutout", type=int, default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--data", default="digits", show_default=True)
-@click.option("--data-dir", type=click.Path(), default=None)
-@click.option("--subset", type=int, default=None)
-@click.option("--device", default="auto", show_default=True)
+@data_options
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/genotype-<time>).")
 @click.option("--quiet", is_flag=True)
 @one_line_errors
@@ -336,10 +339,7 @@ def train_genotype_cmd(genotype, epochs, budget, channels, layers, batch_size, a
 @click.option("--lr-end", type=float, default=0.0, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--data", default="digits", show_default=True)
-@click.option("--data-dir", type=click.Path(), default=None)
-@click.option("--subset", type=int, default=None)
-@click.option("--device", default="auto", show_default=True)
+@data_options
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/train-<time>).")
 @click.option("--quiet", is_flag=True)
 @one_line_errors

@@ -17,6 +17,21 @@ COLOURS = {"input": "#dddddd", "output": "#dddddd", "aux_output": "#dddddd", "co
            "add": "#f4a261", "concat": "#e76f51", "linear": "#219ebc"}
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display is ever needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path) -> Path:
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
 def label(net: Network, n: str) -> str:
     a = net.graph.nodes[n]
     kind = a["kind"]
@@ -43,10 +58,7 @@ def to_dot(net: Network) -> str:
 
 
 def draw_network(net: Network, path, title: str | None = None) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     g = net.graph
     depth = {}
     for n in net._order:
@@ -68,19 +80,13 @@ def draw_network(net: Network, path, title: str | None = None) -> Path:
     ax.set_title(title or f"{len(g)} nodes, {net.num_params():,} parameters")
     ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def draw_genotype(genotype, path) -> Path:
     """The normal and reduction cells of a DARTS genotype, as the DARTS paper draws them:
     inputs c_{k-2}, c_{k-1}, intermediate nodes 0..n-1, output c_{k}; edges named by op."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for ax, (name, ops, concat) in zip(axes, (("normal", genotype.normal, genotype.normal_concat),
                                              ("reduction", genotype.reduce, genotype.reduce_concat))):
@@ -113,7 +119,4 @@ def draw_genotype(genotype, path) -> Path:
         ax.set_title(f"{name} cell")
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

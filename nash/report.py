@@ -3,15 +3,12 @@ from __future__ import annotations
 
 from morphisms import Network
 
-from .draw import draw_network, to_dot
+from .draw import draw_network, pyplot, save_figure, to_dot
 from .rundir import RunDir, atomic_write_bytes
 
 
 def plot_climb(run: RunDir, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     children = [e for e in run.events("child") if e.get("val_acc") is not None]
     start = run.events("start")
     steps = run.events("step")
@@ -28,8 +25,7 @@ def plot_climb(run: RunDir, path) -> None:
     ax2.set(xlabel="step", ylabel="parameters", title="parameters over steps", yscale="log")
     ax1.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_climb_report(run: RunDir, best: Network, rep=None) -> None:
