@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import re
+from .errors import NashError
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0}
 
 
-class BudgetError(ValueError):
+class BudgetError(NashError, ValueError):
     pass
 
 

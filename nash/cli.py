@@ -13,26 +13,17 @@ from pathlib import Path
 
 import click
 
-from morphisms import GraphError, MorphismError
+from morphisms import GraphError, MorphismsError
 
-from .budget import BudgetError, parse_budget
-from .data import DATASETS, DataError
-from .export import ExportError
-from .rundir import RunDir, RunDirError, default_run_path
-
-
-
-class OptionError(ValueError):
-    """An option value that cannot be used."""
+from .budget import parse_budget
+from .data import DATASETS
+from .errors import NashError, OptionError
+from .rundir import RunDir, default_run_path
 
 
-USER_ERRORS = (BudgetError, DataError, RunDirError, GraphError, MorphismError, ExportError, OptionError)
 
-
-def _user_errors():
-    from .darts.genotype import GenotypeError
-    from .darts.search import SearchConfigError
-    return USER_ERRORS + (GenotypeError, SearchConfigError)
+# Errors a user can cause: nash's one base and the morphism engine's own.
+USER_ERRORS = (NashError, MorphismsError)
 
 
 def one_line_errors(fn):
@@ -41,7 +32,7 @@ def one_line_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except _user_errors() as e:
+        except USER_ERRORS as e:
             click.echo(f"nash: error: {e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:

@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from .errors import NashError
 
 __all__ = [
     "DATASETS",
@@ -44,7 +45,7 @@ __all__ = [
 _FIXED_SEED = 0
 
 
-class DataError(Exception):
+class DataError(NashError):
     """A data set that cannot be loaded; the message is one line a user can act on."""
 
 

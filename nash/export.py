@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 
 from morphisms import Network
+from .errors import NashError
 
 
-class ExportError(ValueError):
+class ExportError(NashError, ValueError):
     pass
 
 

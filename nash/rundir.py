@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+from .errors import NashError
 
 CONFIG = "config.json"
 EVENTS = "events.jsonl"
@@ -21,7 +22,7 @@ CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
 
 
-class RunDirError(ValueError):
+class RunDirError(NashError, ValueError):
     """A run directory that cannot be used as asked (one line, for the CLI)."""
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .ops import DARTS_SPACE, SearchSpace
+from nash.errors import NashError
 
 FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 
 
-class GenotypeError(ValueError):
+class GenotypeError(NashError, ValueError):
     """A genotype that cannot be read or does not describe a valid cell (one line)."""
 
 

@@ -37,6 +37,7 @@ from .genotype import get_genotype
 from .lower import lower
 from .selection import SELECTORS
 from .supernet import Supernet
+from nash.errors import NashError
 
 DEFAULTS = dict(
     method="darts", order=1, epochs=50, budget_seconds=None,
@@ -49,7 +50,7 @@ RESUME_MAY_CHANGE = ("epochs", "budget_seconds")
 EPOCH_EVENT = "darts_epoch"
 
 
-class SearchConfigError(ValueError):
+class SearchConfigError(NashError, ValueError):
     """A search configuration value that cannot be used (one line)."""
 
 
