@@ -85,19 +85,66 @@ def _load_data(name, data_dir, subset, val_fraction, seed, device):
                         device=device)
 
 
-# ---------------------------------------------------------------------------------- climb
+# ---------------------------------------------------------------------------------- searchers
+
+def _changes_on_resume(ctx, params: dict) -> dict:
+    """The options given on a resuming command line, as config fields."""
+    from click.core import ParameterSource
+    return {k: v for k, v in params.items()
+            if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE and k not in ("resume", "out", "quiet")}
+
+
+def _parse_budget(budget):
+    return parse_budget(budget) if budget else None
+
+
+def _parse_widths(widths: str) -> tuple:
+    try:
+        return tuple(int(w) for w in widths.split(","))
+    except ValueError:
+        raise OptionError(f"--widths {widths!r} is not a comma-separated list of integers") from None
+
+
+def _run(name, cfg_kw: dict, out, resume, quiet, started, ctx=None, **kw):
+    from .progress import Reporter
+    from .search import run_searcher, searcher
+    if resume:
+        changes = _changes_on_resume(ctx, cfg_kw) if ctx is not None else {}
+        return run_searcher(name, resume=resume, changes=changes, reporter=Reporter(quiet), started=started, **kw)
+    return run_searcher(name, searcher(name).config(**cfg_kw), out=out, reporter=Reporter(quiet), started=started,
+                        **kw)
+
+
+def _print_results(results: dict, out_hint: str) -> None:
+    if "start" in results:
+        s = results["start"]
+        click.echo(f"start: val {s['val_acc']:.4f} test {s['test_acc']:.4f} ({s['params']:,} params)")
+    f = results["final"]
+    steps = f" after {results['steps']} steps" if "steps" in results else ""
+    click.echo(f"final: val {f['val_acc']:.4f} test {f['test_acc']:.4f} ({f['params']:,} params){steps}, "
+               f"{results['seconds']:.0f}s")
+    click.echo(f"results: {out_hint}")
+
 
 @main.command()
 @click.option("--budget", default=None, help="Wall-clock budget for the whole run: 12h, 90m, 45s, 1h30m.")
-@click.option("--steps", type=int, default=None, help="Hill-climbing steps (default 5 without --budget; with a "
-              "budget, as many as fit).")
+@click.option("--schedule", type=click.Choice(["budget", "paper"]), default="budget", show_default=True,
+              help="budget: one learning-rate cycle for the lineage, successive halving in each step, sized from "
+                   "the budget. paper: exactly Algorithm 1 (a full SGDR cycle per candidate).")
+@click.option("--steps", type=int, default=None, help="Hill-climbing steps (default: planned from --budget; 5 "
+              "without one).")
 @click.option("--n-neigh", type=int, default=8, show_default=True, help="Candidates per step (the parent is one).")
 @click.option("--n-nm", type=int, default=5, show_default=True, help="Random morphisms per child.")
-@click.option("--epoch-neigh", type=int, default=17, show_default=True, help="SGDR epochs per candidate.")
-@click.option("--epoch-final", type=int, default=20, show_default=True, help="SGDR epochs for the winner.")
+@click.option("--epoch-neigh", type=int, default=17, show_default=True, help="Epochs per step's candidates (paper "
+              "schedule; without a budget also the budget schedule's step length).")
+@click.option("--epoch-final", type=int, default=20, show_default=True, help="Epochs for the winner (without a "
+              "budget).")
 @click.option("--lr-start", type=float, default=0.05, show_default=True)
 @click.option("--lr-end", type=float, default=0.0, show_default=True)
-@click.option("--pretrain-epochs", type=int, default=20, show_default=True, help="SGDR epochs for the start net.")
+@click.option("--pretrain-epochs", type=int, default=20, show_default=True, help="Epochs for the start net "
+              "(without a budget; the budget schedule pretrains for 30% of the cycle).")
+@click.option("--search-share", type=float, default=0.2, show_default=True,
+              help="budget schedule: the share of the budget spent on candidates that lose.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @data_options
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
@@ -106,107 +153,36 @@ def _load_data(name, data_dir, subset, val_fraction, seed, device):
 @click.option("--cutout", type=int, default=0, show_default=True, help="Cutout square size (0: off).")
 @click.option("--mixup", type=float, default=0.0, show_default=True, help="Mixup alpha (0: off).")
 @click.option("--start", type=click.Path(), default=None, help="Start from a saved network (e.g. RUN_DIR/best).")
-@click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/climb-<time>).")
+@click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/nash-<time>).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
 @click.option("--quiet", is_flag=True, help="Log lines instead of progress bars.")
+@click.pass_context
 @one_line_errors
-def climb(budget, steps, n_neigh, n_nm, epoch_neigh, epoch_final, lr_start, lr_end, pretrain_epochs, seed, data,
-          data_dir, subset, val_fraction, batch_size, widths, cutout, mixup, start, device, out, resume, quiet):
+def climb(ctx, out, resume, quiet, budget, widths, **kw):
     """Hill-climb with network morphisms (NASH), then train the winner."""
     started = time.time()
-    from .climb import ClimbConfig, HillClimber, pick_device
-    from .progress import Reporter
-
-    if resume:
-        run = RunDir.open(resume)
-        cfg = ClimbConfig.from_json(run.config["climb"])
-    else:
-        try:
-            width_list = tuple(int(w) for w in widths.split(","))
-        except ValueError:
-            raise OptionError(f"--widths {widths!r} is not a comma-separated list of integers") from None
-        for name, v in (("--n-neigh", n_neigh), ("--n-nm", n_nm), ("--batch-size", batch_size)):
-            if v < 1:
-                raise OptionError(f"{name} must be at least 1, got {v}")
-        cfg = ClimbConfig(data=data, data_dir=data_dir, subset=subset, val_fraction=val_fraction, n_neigh=n_neigh,
-                          n_nm=n_nm, epoch_neigh=epoch_neigh, epoch_final=epoch_final, lr_start=lr_start,
-                          lr_end=lr_end, pretrain_epochs=pretrain_epochs, steps=steps,
-                          budget=parse_budget(budget) if budget else None, seed=seed, batch_size=batch_size,
-                          widths=width_list, cutout=cutout, mixup=mixup, start=start, device=device)
-    dev = pick_device(cfg.device)
-    splits = _load_data(cfg.data, cfg.data_dir, cfg.subset, cfg.val_fraction, cfg.seed, dev)
-    if not resume:
-        run = RunDir.create(out or default_run_path("climb"), {"command": "climb", "climb": cfg.to_json()})
-    with Reporter(quiet) as rep:
-        rep.log(f"run directory: {run.path}")
-        results = HillClimber(cfg, run, splits, rep).run_climb(started)
-    click.echo(f"start: val {results['start']['val_acc']:.4f} test {results['start']['test_acc']:.4f} "
-               f"({results['start']['params']:,} params)")
-    click.echo(f"final: val {results['final']['val_acc']:.4f} test {results['final']['test_acc']:.4f} "
-               f"({results['final']['params']:,} params) after {results['steps']} steps, {results['seconds']:.0f}s")
-    click.echo(f"results: {run.path / 'results.json'}")
-
-
-# ---------------------------------------------------------------------------------- darts
-
-def eval_size(cfg: dict, splits) -> tuple[int, int]:
-    """(channels, cells) of the derived network: as given, or by default the DARTS evaluation
-    size (36, 20) for inputs of 32x32 and more, the search size (16, 8) below that, where a
-    20-cell network has too few pixels and too few images to learn from in a CPU budget."""
-    big = min(splits.image_size) >= 32
-    return (cfg["train_channels"] or (36 if big else 16), cfg["train_layers"] or (20 if big else 8))
-
-
-def _train_and_report(run, genotype, splits, cfg, rep, deadline):
-    """Lower, train and evaluate a genotype; write best/, results.json and drawings into `run`."""
-    from .darts import train_genotype
-    from .draw import draw_genotype, draw_network, to_dot
-    from .rundir import atomic_write_bytes
-
-    channels, layers = eval_size(cfg, splits)
-    epochs = cfg["train_epochs"]
-    kw = dict(channels=channels, layers=layers, batch_size=cfg["train_batch_size"], auxiliary=cfg["auxiliary"],
-              seed=cfg["seed"], drop_path=cfg["drop_path"], cutout=cfg["cutout"])
-    if deadline is not None:
-        # time one epoch of exactly the training to come, then fit the cosine cycle to what is left
-        t = time.time()
-        _, probe = train_genotype(genotype, splits, 1, **kw)
-        per_epoch = probe["seconds"]
-        left = deadline - time.time() - (time.time() - t - per_epoch) - 5.0  # evaluation and drawing
-        fit = max(1, min(epochs, int(left / (per_epoch * 1.1))))
-        if fit < epochs:
-            rep.log(f"budget: training the derived network for {fit} of {epochs} epochs")
-            epochs = fit
-    bar = rep.task("train derived net", epochs)
-
-    def on_epoch(e, r):
-        rep.update(bar, completed=e, info=f"acc {r.train_acc:.3f}")
-        run.event("train_epoch", epoch=e, train_acc=r.train_acc, train_loss=r.train_loss)
-
-    net, res = train_genotype(genotype, splits, epochs, on_epoch=on_epoch, deadline=deadline, **kw)
-    rep.remove(bar)
-    if res["epochs"] < epochs:
-        rep.log(f"budget: training stopped after {res['epochs']} of {epochs} epochs")
-    net.save(run.path / "best")
-    final = {"val_acc": res.get("val_acc"), "test_acc": res["test_acc"], "params": res["params_without_aux"]}
-    results = {"final": final, "genotype": res["genotype"], "epochs": res["epochs"], "channels": channels,
-               "layers": layers, "params_with_aux": res["params"], "train_seconds": res["seconds"],
-               "failed": res["failed"]}
-    run.event("final", **final, epochs=res["epochs"], seconds=res["seconds"])
-    try:
-        draw_genotype(genotype, run.path / "cells.png")
-        if len(net.graph) <= 400:  # past that a drawing of every node is slow and unreadable
-            draw_network(net, run.path / "architecture.png")
-    except ImportError:
-        pass
-    atomic_write_bytes(run.path / "architecture.dot", to_dot(net).encode())
-    return results
+    kw.update(budget=_parse_budget(budget), widths=_parse_widths(widths))
+    results = _run("nash", kw, out, resume, quiet, started, ctx)
+    _print_results(results, str(Path(results["run_dir"]) / "results.json"))
 
 
 @main.command()
-@click.option("--method", default="darts", show_default=True, help="Search method (darts; more come with variants).")
+@click.option("--method", type=click.Choice(["darts", "milenas", "nasp"]), default="darts", show_default=True,
+              help="Architecture update: DARTS, MiLeNAS mixed-level, NASP proximal.")
 @click.option("--order", type=click.Choice(["1", "2"]), default="1", show_default=True,
               help="DARTS first or second order architecture gradient.")
+@click.option("--smooth", type=click.Choice(["none", "rs", "adv"]), default="none", show_default=True,
+              help="SDARTS smoothing of the weight step: random (rs) or adversarial (adv) perturbation.")
+@click.option("--epsilon", type=float, default=0.3, show_default=True, help="SDARTS perturbation size (ramped "
+              "from 0.03).")
+@click.option("--lam", type=float, default=1.0, show_default=True, help="MiLeNAS weight of the validation loss.")
+@click.option("--select", "selector", type=click.Choice(["argmax", "pt"]), default="argmax", show_default=True,
+              help="Genotype from the alphas (argmax) or by perturbation (PT).")
+@click.option("--pt-tune-epochs", type=int, default=5, show_default=True, help="PT: fine-tuning between decisions.")
+@click.option("--space", type=click.Choice(["darts", "nb201"]), default="darts", show_default=True,
+              help="Cell search space.")
+@click.option("--track-hessian", is_flag=True, help="Record the dominant Hessian eigenvalue w.r.t. the alphas "
+              "per epoch.")
 @click.option("--epochs", type=int, default=50, show_default=True, help="Search epochs (reference: 50).")
 @click.option("--budget", default=None, help="Wall-clock budget for search + training the result: 20m, 12h, ...")
 @click.option("--search-share", type=float, default=0.5, show_default=True,
@@ -229,66 +205,24 @@ def _train_and_report(run, genotype, splits, cfg, rep, deadline):
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/darts-<time>).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the search in this run directory.")
 @click.option("--quiet", is_flag=True)
+@click.pass_context
 @one_line_errors
-def darts(method, order, epochs, budget, search_share, channels, layers, batch_size, train_epochs, train_channels,
-          train_layers, train_batch_size, auxiliary, drop_path, cutout, seed, data, data_dir, subset, device, out,
-          resume, quiet):
-    """Differentiable search (DARTS family) in the DARTS cell space; then train the derived cell."""
-    from .climb import pick_device
-    from .darts import Genotype, run_search, search_config
-    from .progress import Reporter
-
+def darts(ctx, out, resume, quiet, budget, order, **kw):
+    """Differentiable search (DARTS family) in a cell space; then train the derived cell."""
     started = time.time()
-    if resume:
-        run = RunDir.open(resume)
-        cfg = run.config["darts"]
-    else:
-        budget_s = parse_budget(budget) if budget else None
-        if not 0 < search_share < 1:
-            raise OptionError(f"--search-share must be between 0 and 1, got {search_share}")
-        cfg = dict(method=method, order=int(order), epochs=epochs, channels=channels, layers=layers,
-                   batch_size=batch_size, seed=seed, budget=budget_s, search_share=search_share,
-                   budget_seconds=budget_s * search_share if budget_s else None,
-                   train_epochs=train_epochs, train_channels=train_channels, train_layers=train_layers,
-                   train_batch_size=train_batch_size, auxiliary=auxiliary, drop_path=drop_path, cutout=cutout,
-                   data=data, data_dir=data_dir, subset=subset, device=device)
-    search_config(cfg)  # bad values fail here, before anything is written
-    splits = _load_data(cfg["data"], cfg["data_dir"], cfg["subset"], 0.1, cfg["seed"], pick_device(cfg["device"]))
-    if not resume:
-        run = RunDir.create(out or default_run_path("darts"), {"command": "darts", "darts": cfg})
-    deadline = started + cfg["budget"] - min(0.02 * cfg["budget"], 10.0) if cfg["budget"] else None
-    if resume and cfg["budget"]:
-        spent = run.events("darts_epoch")
-        deadline = started + cfg["budget"] - sum(e["seconds"] for e in spent)
-    with Reporter(quiet) as rep:
-        rep.log(f"run directory: {run.path}")
-        bar = rep.task(f"search ({cfg['method']}, order {cfg['order']})", cfg["epochs"])
-
-        def progress(ev):
-            rep.update(bar, completed=ev["epoch"], info=f"val {ev['val_acc']:.3f}")
-            rep.log(f"epoch {ev['epoch']}: supernet val acc {ev['val_acc']:.4f}; {ev['genotype']}")
-
-        summary = run_search(cfg, run, splits, progress=progress)
-        rep.remove(bar)
-        genotype = Genotype.parse(summary["genotype"])
-        rep.log(f"genotype after {summary['epochs_done']} epochs: {genotype}")
-        results = _train_and_report(run, genotype, splits, cfg, rep, deadline)
-    results["search"] = {k: summary[k] for k in ("epochs_done", "seconds", "stopped", "val_acc")}
-    results["seconds"] = time.time() - started
-    run.write_json("results.json", results)
-    f = results["final"]
-    click.echo(f"{genotype}")
-    click.echo(f"derived net: val {f['val_acc']:.4f} test {f['test_acc']:.4f} ({f['params']:,} params); "
-               f"{run.path / 'results.json'}")
+    kw.update(budget=_parse_budget(budget), order=int(order))
+    results = _run("darts", kw, out, resume, quiet, started, ctx)
+    click.echo(results["genotype"])
+    _print_results(results, str(Path(results["run_dir"]) / "results.json"))
 
 
 @main.command("train-genotype")
 @click.argument("genotype")
-@click.option("--epochs", type=int, default=600, show_default=True)
+@click.option("--epochs", "train_epochs", type=int, default=600, show_default=True)
 @click.option("--budget", default=None, help="Wall-clock budget: fit the epochs into it.")
-@click.option("--channels", type=int, default=None, help="Default 36 for 32x32 inputs, else 16.")
-@click.option("--layers", type=int, default=None, help="Default 20 for 32x32 inputs, else 8.")
-@click.option("--batch-size", type=int, default=96, show_default=True)
+@click.option("--channels", "train_channels", type=int, default=None, help="Default 36 for 32x32 inputs, else 16.")
+@click.option("--layers", "train_layers", type=int, default=None, help="Default 20 for 32x32 inputs, else 8.")
+@click.option("--batch-size", "train_batch_size", type=int, default=96, show_default=True)
 @click.option("--auxiliary/--no-auxiliary", default=None, help="Auxiliary head (default: on for 32x32 inputs).")
 @click.option("--drop-path", type=float, default=0.2, show_default=True)
 @click.option("--cutout", type=int, default=None)
@@ -297,28 +231,52 @@ def darts(method, order, epochs, budget, search_share, channels, layers, batch_s
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/genotype-<time>).")
 @click.option("--quiet", is_flag=True)
 @one_line_errors
-def train_genotype_cmd(genotype, epochs, budget, channels, layers, batch_size, auxiliary, drop_path, cutout, seed,
-                       data, data_dir, subset, device, out, quiet):
+def train_genotype_cmd(genotype, budget, out, quiet, **kw):
     """Train and evaluate a cell: a name (DARTS_V2) or the text "Genotype(normal=[...], ...)"."""
-    from .climb import pick_device
     from .darts import get_genotype
     from .progress import Reporter
+    from .search import DartsConfig, deadline_for, load_data
+    from .search.contract import write_results
+    from .search.darts import train_and_report
 
     started = time.time()
     geno = get_genotype(genotype)
-    budget_s = parse_budget(budget) if budget else None
-    splits = _load_data(data, data_dir, subset, 0.1, seed, pick_device(device))
-    cfg = dict(genotype=str(geno), train_epochs=epochs, train_channels=channels, train_layers=layers,
-               train_batch_size=batch_size, auxiliary=auxiliary, drop_path=drop_path, cutout=cutout, seed=seed,
-               data=data, data_dir=data_dir, subset=subset, budget=budget_s)
-    run = RunDir.create(out or default_run_path("genotype"), {"command": "train-genotype", "train-genotype": cfg})
-    deadline = started + budget_s - min(0.02 * budget_s, 10.0) if budget_s else None
+    cfg = DartsConfig(budget=_parse_budget(budget), **kw)
+    data = load_data(cfg)
+    run = RunDir.create(out or default_run_path("genotype"),
+                        {"command": "train-genotype", "genotype": str(geno), "config": cfg.to_json()})
+    run.start_clock(started)
     with Reporter(quiet) as rep:
-        results = _train_and_report(run, geno, splits, cfg, rep, deadline)
-    results["seconds"] = time.time() - started
-    run.write_json("results.json", results)
-    f = results["final"]
-    click.echo(f"val {f['val_acc']:.4f} test {f['test_acc']:.4f} ({f['params']:,} params); {run.path}")
+        final, details = train_and_report(run, geno, data, cfg, rep, deadline_for(cfg.budget, started))
+    write_results(run, "train-genotype", final, **details)
+    click.echo(f"val {final['val_acc']:.4f} test {final['test_acc']:.4f} ({final['params']:,} params); {run.path}")
+
+
+@main.command()
+@click.option("--methods", default="nash,random,none,darts", show_default=True,
+              help="Comma-separated searchers to compare.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per method (0, 1, ...).")
+@click.option("--budget", required=True, help="Wall-clock budget of each run: 3m, 30m, 12h, ...")
+@data_options
+@click.option("--val-fraction", type=float, default=0.1, show_default=True)
+@click.option("--widths", default=None, help="Start net conv widths for nash, random and none (default 64,128,256).")
+@click.option("--out", type=click.Path(), default=None, help="Comparison folder (default runs/compare-<time>); "
+              "run again with the same --out to resume.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--quiet", is_flag=True)
+@one_line_errors
+def compare(methods, seeds, budget, data, data_dir, subset, device, val_fraction, widths, out, executor, quiet):
+    """Every searcher under the same budget, data and split: a table, JSON and a plot."""
+    from .compare import run_compare
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    common = dict(data=data, data_dir=data_dir, subset=subset, device=device, val_fraction=val_fraction,
+                  budget=_parse_budget(budget))
+    extra = {"widths": _parse_widths(widths)} if widths else {}
+    if seeds < 1:
+        raise OptionError(f"--seeds must be at least 1, got {seeds}")
+    table = run_compare(names, seeds, common, extra, out or default_run_path("compare"), quiet=quiet,
+                        executor=executor)
+    click.echo(table)
 
 
 # ---------------------------------------------------------------------------------- train
@@ -337,7 +295,7 @@ def train_genotype_cmd(genotype, epochs, budget, channels, layers, batch_size, a
 def train(network, epochs, lr_start, lr_end, batch_size, seed, data, data_dir, subset, device, out, quiet):
     """Train a saved network (a folder from Network.save, e.g. RUN_DIR/best) with one SGDR cycle."""
     from morphisms import Network
-    from .climb import pick_device
+    from .search.contract import pick_device
     from .progress import Reporter
     from .train import evaluate, sgdr_train
 
@@ -415,18 +373,20 @@ def show(run_dir):
 
 @main.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="torchscript", show_default=True)
-@click.option("--out", type=click.Path(), default=None, help="Output file (default RUN_DIR/model.onnx or model.pt).")
+@click.option("--format", "fmt", type=click.Choice(["pt2", "onnx", "torchscript"]), default="pt2", show_default=True,
+              help="pt2: torch.export (torch.export.load); onnx; torchscript (deprecated by torch).")
+@click.option("--out", type=click.Path(), default=None,
+              help="Output file (default RUN_DIR/model.pt2, model.onnx or model.ts).")
 @one_line_errors
 def export(run_dir, fmt, out):
-    """Export a run's best network (or a saved network folder) as ONNX or TorchScript."""
+    """Export a run's best network (or a saved network folder) as torch.export .pt2, ONNX or TorchScript."""
     from morphisms import Network
-    from .export import export as do_export
+    from .export import FORMATS, export as do_export
 
     src = Path(run_dir)
     net_dir = src / "best" if (src / "best").is_dir() else src
     net = Network.load(net_dir)
-    target = Path(out) if out else src / ("model.onnx" if fmt == "onnx" else "model.pt")
+    target = Path(out) if out else src / FORMATS[fmt]
     do_export(net, target, fmt)
     click.echo(f"wrote {target}")
 

@@ -51,8 +51,39 @@ def default_run_path(kind: str = "run") -> Path:
 
 
 class RunDir:
+    """A run's folder. Its clock (`start_clock`) counts the wall-clock the run has spent, across
+    resumes: every checkpoint records it, so a resumed run goes on from the time its last
+    checkpoint had spent, and every event carries it as `elapsed`."""
+
     def __init__(self, path):
         self.path = Path(path)
+        self._started: float | None = None
+        self.spent_before = 0.0
+
+    # -------------------------------------------------------------- the run's clock
+
+    def start_clock(self, started: float | None = None) -> float:
+        """Start counting at `started` (default now), on top of what the last checkpoint had
+        spent; returns that earlier time (0 for a new run)."""
+        self._started = time.time() if started is None else started
+        self.spent_before = self._checkpoint_elapsed()
+        return self.spent_before
+
+    def elapsed(self) -> float:
+        """Seconds this run has spent: before the last resume, plus since the clock started."""
+        if self._started is None:
+            return 0.0
+        return self.spent_before + time.time() - self._started
+
+    def _checkpoint_elapsed(self) -> float:
+        f = self.path / CHECKPOINT
+        if not f.exists():
+            return 0.0
+        try:  # mmap: reads the small envelope, not the tensors
+            return float(torch.load(f, map_location="cpu", weights_only=True, mmap=True).get("elapsed", 0.0))
+        except Exception as e:
+            raise RunDirError(f"{f}: damaged checkpoint ({type(e).__name__}); "
+                              f"delete it to restart the run from the beginning") from None
 
     # -------------------------------------------------------------- starting and resuming
 
@@ -102,6 +133,8 @@ class RunDir:
 
     def event(self, kind: str, **fields) -> None:
         """Append one event line, flushed to disk before returning."""
+        if self._started is not None:
+            fields = {"elapsed": round(self.elapsed(), 3), **fields}
         line = json.dumps({"event": kind, "time": round(time.time(), 3), **fields}, sort_keys=True)
         with open(self.path / EVENTS, "a") as f:
             f.write(line + "\n")
@@ -140,7 +173,7 @@ class RunDir:
         """Atomically store `state` (tensors, numbers, strings, lists, dicts) with the event count."""
         import io
         buf = io.BytesIO()
-        torch.save({"state": state, "events": self._event_count()}, buf)
+        torch.save({"state": state, "events": self._event_count(), "elapsed": self.elapsed()}, buf)
         atomic_write_bytes(self.path / name, buf.getvalue())
 
     def load_checkpoint(self, name: str = CHECKPOINT, map_location="cpu") -> dict | None:

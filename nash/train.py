@@ -27,13 +27,14 @@ class TrainResult:
     seconds: float
     images: int
     failed: str | None = None  # why training stopped early (a non-finite loss), else None
+    opt_state: dict | None = None  # the optimizer's state (momentum), to continue the cycle later
 
     @property
     def images_per_second(self) -> float:
         return self.images / max(self.seconds, 1e-9)
 
 
-def cosine_lr(step: int, total: int, lr_start: float, lr_end: float) -> float:
+def cosine_lr(step: float, total: float, lr_start: float, lr_end: float) -> float:
     return lr_end + 0.5 * (lr_start - lr_end) * (1 + math.cos(math.pi * step / max(total, 1)))
 
 
@@ -56,8 +57,15 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
                lr_end: float = 0.0, batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4,
                aug=None, mixup_alpha: float = 0.0, grad_clip: float | None = None, aux_weight: float = 0.0,
                drop_path: float = 0.0, seed: int = 0, on_epoch=None, deadline: float | None = None,
-               decay_all: bool = False) -> TrainResult:
+               decay_all: bool = False, cycle: tuple[float, float] = (0.0, 1.0),
+               opt_state: dict | None = None) -> TrainResult:
     """Train `net` in place for `epochs` epochs of one cosine cycle; return what happened.
+
+    cycle: the part (u0, u1) of one cosine cycle these epochs cover, 0 <= u0 <= u1 <= 1 (default:
+    the whole cycle). A climb trains its lineage in such slices, so the pieces a network goes
+    through add up to one cycle; (0, 0) holds the learning rate at lr_start.
+    opt_state: an earlier slice's `TrainResult.opt_state` for the same network, so a cycle
+    trained in slices keeps its momentum.
 
     x, y: the training tensors, on the device to train on (the net is moved there).
     drop_path: the final drop-path probability, ramped linearly over epochs (DARTS evaluation).
@@ -68,17 +76,19 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
     A non-finite loss stops training and is reported in `failed`, never raised."""
     device = x.device
     net.to(device)
-    if device.type == "cpu":
-        # denormal floats (tiny momentum buffers as the lr anneals to 0) take a slow path on x86
-        torch.set_flush_denormal(True)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
     net.train()
     opt = torch.optim.SGD(param_groups(net, weight_decay, decay_all), lr=lr_start, momentum=momentum)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
     gen = torch.Generator().manual_seed(seed)
     n = x.shape[0]
     drop_last = n > batch_size  # a 1-sample last batch would break BN on 1x1 maps
     steps_per_epoch = n // batch_size if drop_last else 1
+    u0, u1 = cycle
+    if not 0.0 <= u0 <= u1 <= 1.0:
+        raise ValueError(f"cycle {cycle} is not a part (u0, u1) of [0, 1]")
     total = max(1, epochs * steps_per_epoch)
     has_aux = bool(getattr(net, "_aux", None)) and aux_weight > 0
     drop_modules = [m for m in net.modules() if hasattr(m, "drop_prob")]
@@ -88,13 +98,13 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
     done_epochs = 0
     for epoch in range(epochs):
         for m in drop_modules:
-            m.drop_prob = drop_path * epoch / max(epochs, 1)
+            m.drop_prob = drop_path * (u0 + (u1 - u0) * epoch / max(epochs, 1))
         loss_sum = correct = seen = 0.0
         for xb, yb in iterate_batches(x, y, batch_size, shuffle=True, generator=gen, aug=aug, drop_last=drop_last):
             if device.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)
             for group in opt.param_groups:
-                group["lr"] = cosine_lr(step, total, lr_start, lr_end)
+                group["lr"] = cosine_lr(u0 + (u1 - u0) * step / total, 1.0, lr_start, lr_end)
             if mixup_alpha > 0:
                 xb, ya, yb2, lam = mixup(xb, yb, mixup_alpha, gen)
             with autocast_for(device):
@@ -130,7 +140,9 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
             on_epoch(done_epochs, _result(loss_sum, correct, seen, done_epochs, step, t0, images, None))
         if deadline is not None and time.time() > deadline:
             break
-    return _result(loss_sum, correct, seen, done_epochs, step, t0, images, failed)
+    result = _result(loss_sum, correct, seen, done_epochs, step, t0, images, failed)
+    result.opt_state = opt.state_dict()
+    return result
 
 
 def _result(loss_sum, correct, seen, epochs, steps, t0, images, failed) -> TrainResult:

@@ -1,0 +1,174 @@
+"""`nash compare`: every chosen searcher under the same budget, data and split, over seeds.
+
+Run (method, seed) one after another, each in its own run directory `OUT/<method>-seed<k>`
+(a finished one is not re-run; an unfinished one is resumed), then write
+
+- compare.md: method, test accuracy mean +- std over seeds, parameters, search seconds, total
+  seconds, and whether the lead over `random` and over `none` exceeds the seed spread;
+- compare.json: the same numbers and every run's results;
+- compare.png: best validation accuracy against wall-clock, one line per method (the mean over
+  seeds), the seeds' range as a band.
+
+Seed k gives every method the same train/validation split and the same start net.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from .errors import OptionError
+from .rundir import RunDir, atomic_write_bytes, atomic_write_json
+
+CONFIG = "compare-config.json"
+
+
+def _mean_std(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
+
+
+def run_compare(methods: list[str], seeds: int, common: dict, extra: dict, out, quiet: bool = True,
+                progress=None) -> str:
+    """Run or resume the comparison in `out`; return the table (markdown)."""
+    from .progress import Reporter
+    from .search import SEARCHERS, run_searcher, searcher
+    import dataclasses
+
+    for m in methods:
+        searcher(m)  # unknown names fail before anything runs
+    if not methods:
+        raise OptionError("--methods is empty")
+    out = Path(out)
+    setup = {"methods": methods, "seeds": seeds, "common": common, "extra": {k: list(v) if isinstance(v, tuple) else v
+                                                                             for k, v in extra.items()}}
+    if (out / CONFIG).exists():
+        old = RunDir(out).read_json(CONFIG)
+        if {k: old.get(k) for k in ("common", "extra")} != {k: setup[k] for k in ("common", "extra")}:
+            raise OptionError(f"{out} holds a comparison with other settings; choose another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise OptionError(f"{out} is not empty and holds no comparison; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / CONFIG, setup)
+
+    runs = {}
+    for seed in range(seeds):
+        for m in methods:
+            path = out / f"{m}-seed{seed}"
+            if (path / "results.json").exists():
+                runs[(m, seed)] = RunDir(path).read_json("results.json")
+                continue
+            cls = SEARCHERS[m].config
+            fields = {f.name for f in dataclasses.fields(cls)}
+            kw = {**common, "seed": seed, **{k: v for k, v in extra.items() if k in fields}}
+            rep = Reporter(quiet)
+            if (path / "config.json").exists():
+                res = run_searcher(m, resume=path, reporter=rep)
+            else:
+                res = run_searcher(m, cls(**kw), out=path, reporter=rep)
+            runs[(m, seed)] = res
+            if progress is not None:
+                progress(m, seed, res)
+    rows = summarise(methods, seeds, runs)
+    table = to_markdown(rows, common)
+    atomic_write_bytes(out / "compare.md", (table + "\n").encode())
+    atomic_write_json(out / "compare.json", {"setup": setup, "rows": rows,
+                                             "runs": {f"{m}-seed{s}": r for (m, s), r in runs.items()}})
+    plot_curves(methods, seeds, runs, out / "compare.png", common.get("budget"))
+    return table
+
+
+def summarise(methods, seeds, runs) -> list[dict]:
+    rows = []
+    for m in methods:
+        rs = [runs[(m, s)] for s in range(seeds) if (m, s) in runs]
+        acc, std = _mean_std([r["final"]["test_acc"] for r in rs])
+        rows.append({"method": m, "seeds": len(rs), "test_acc": acc, "test_std": std,
+                     "test_accs": [r["final"]["test_acc"] for r in rs],
+                     "params": _mean_std([r["final"]["params"] for r in rs])[0],
+                     "search_seconds": _mean_std([r.get("search_seconds", 0.0) for r in rs])[0],
+                     "seconds": _mean_std([r["seconds"] for r in rs])[0],
+                     "steps": _mean_std([r.get("steps") for r in rs])[0]})
+    by = {r["method"]: r for r in rows}
+    for r in rows:
+        for base in ("random", "none"):
+            b = by.get(base)
+            if b is None or r["method"] == base:
+                r[f"lead_{base}"] = None
+                continue
+            lead = r["test_acc"] - b["test_acc"]
+            spread = math.hypot(r["test_std"] or 0.0, b["test_std"] or 0.0) if r["test_std"] is not None \
+                and b["test_std"] is not None else None
+            r[f"lead_{base}"] = {"lead": lead, "spread": spread,
+                                 "exceeds": None if spread is None else abs(lead) > spread}
+    return rows
+
+
+def _lead(x) -> str:
+    if x is None:
+        return "-"
+    verdict = "n/a (1 seed)" if x["exceeds"] is None else ("yes" if x["exceeds"] else "no")
+    return f"{x['lead']:+.4f} ({verdict})"
+
+
+def to_markdown(rows, common) -> str:
+    lines = [f"data {common.get('data')}" + (f" (subset {common['subset']})" if common.get("subset") else "")
+             + f", budget {common.get('budget'):.0f}s per run",
+             "",
+             "| method | test acc (mean +- std) | seeds | params | steps | search s | total s | lead over random "
+             "| lead over none |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        std = f" +- {r['test_std']:.4f}" if r["test_std"] is not None else ""
+        steps = f"{r['steps']:.1f}" if r["steps"] is not None else "-"
+        lines.append(f"| {r['method']} | {r['test_acc']:.4f}{std} | {r['seeds']} | {r['params']:,.0f} | {steps} | "
+                     f"{r['search_seconds']:.0f} | {r['seconds']:.0f} | {_lead(r['lead_random'])} | "
+                     f"{_lead(r['lead_none'])} |")
+    lines += ["", "A lead 'exceeds the seed spread' when it is larger than sqrt(std_a^2 + std_b^2) of the two "
+              "methods' test accuracies over seeds."]
+    return "\n".join(lines)
+
+
+def plot_curves(methods, seeds, runs, path, budget) -> None:
+    """Best validation accuracy against wall-clock: per method the mean over seeds of each
+    seed's step curve on a common time grid, and the seeds' range as a band."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .draw import save_figure
+    fig = Figure(figsize=(7, 4.5))  # no pyplot: no process-wide backend state
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    horizon = budget or max((r["seconds"] for r in runs.values()), default=1.0)
+    grid = [horizon * i / 200 for i in range(201)]
+    for m in methods:
+        curves = [runs[(m, s)].get("curve", []) for s in range(seeds) if (m, s) in runs]
+        curves = [c for c in curves if c]
+        if not curves:
+            continue
+        series = [[_at(c, t) for t in grid] for c in curves]
+        pts = [(t, [v[i] for v in series if v[i] is not None]) for i, t in enumerate(grid)]
+        pts = [(t, vs) for t, vs in pts if vs]
+        if not pts:
+            continue
+        ts = [t for t, _ in pts]
+        line = ax.plot(ts, [statistics.fmean(vs) for _, vs in pts], label=m)[0]
+        ax.fill_between(ts, [min(vs) for _, vs in pts], [max(vs) for _, vs in pts], alpha=0.2,
+                        color=line.get_color())
+    ax.set(xlabel="wall-clock seconds", ylabel="best validation accuracy so far",
+           title="anytime performance (mean over seeds; band: min-max)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _at(curve, t):
+    """The curve's value at time t (a step function), None before its first point."""
+    v = None
+    for s, acc in curve:
+        if s > t:
+            break
+        v = acc
+    return v

@@ -1,0 +1,90 @@
+"""Searchers, picked by name from one registry, and the one way to run them.
+
+    results = run_searcher("nash", ClimbConfig(budget=180), out="runs/x", reporter=rep)
+
+Every searcher is (config class, function(config, data, run, deadline, reporter, executor)):
+see contract.py for what each must write and return.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..data import load_dataset
+from ..errors import OptionError
+from ..rundir import RunDir, default_run_path
+from .climb import ClimbConfig, HillClimber, run_climb
+from .contract import SearchConfig, deadline_for, pick_device
+from .darts import DartsConfig, run_darts
+from .none import NoneConfig, run_none
+from .random_search import RandomConfig, run_random
+
+
+@dataclass(frozen=True)
+class Searcher:
+    config: type[SearchConfig]
+    run: Callable
+    description: str
+
+
+SEARCHERS: dict[str, Searcher] = {
+    "nash": Searcher(ClimbConfig, run_climb, "hill climbing with network morphisms (NASH)"),
+    "random": Searcher(RandomConfig, run_random, "random morphism sequences, the best trained on"),
+    "none": Searcher(NoneConfig, run_none, "the start net trained for the whole budget"),
+    "darts": Searcher(DartsConfig, run_darts, "differentiable search (DARTS family) + training the result"),
+}
+
+
+def searcher(name: str) -> Searcher:
+    try:
+        return SEARCHERS[name]
+    except KeyError:
+        raise OptionError(f"unknown method {name!r} (known: {', '.join(SEARCHERS)})") from None
+
+
+def load_data(cfg: SearchConfig):
+    return load_dataset(cfg.data, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, subset=cfg.subset,
+                        seed=cfg.seed, device=pick_device(cfg.device))
+
+
+def open_run(name: str, cfg: SearchConfig | None = None, out=None, resume=None, changes: dict | None = None):
+    """(run directory, config): a new run at `out` for `cfg`, or the run at `resume` with its
+    stored config (and the `changes` a resume may make). Nothing is written before the config
+    has been checked."""
+    if resume is not None:
+        run = RunDir.open(resume)
+        stored = run.config
+        if stored.get("method") != name:
+            raise OptionError(f"{run.path} holds a {stored.get('method') or stored.get('command')!r} run, "
+                              f"not {name!r}")
+        cfg = searcher(name).config.from_json(stored["config"]).resumed_with(changes or {})
+        return run, cfg
+    run = RunDir.create(out or default_run_path(name), {"method": name, "config": cfg.to_json()})
+    return run, cfg
+
+
+def run_searcher(name: str, cfg: SearchConfig | None = None, out=None, resume=None, reporter=None,
+                 started: float | None = None, changes: dict | None = None, executor=None, data=None) -> dict:
+    """Run (or resume) searcher `name`: load the data, open the run directory, start its clock,
+    compute the deadline in one place, call the searcher. `started` is when the user's command
+    began (time.time()), the zero of the wall-clock budget."""
+    from ..progress import Reporter
+    started = time.time() if started is None else started
+    if resume is None:
+        data = data or load_data(cfg)  # a data error leaves no run directory behind
+        run, cfg = open_run(name, cfg, out=out)
+    else:
+        run, cfg = open_run(name, resume=resume, changes=changes)
+        data = data or load_data(cfg)
+    spent = run.start_clock(started)
+    deadline = deadline_for(cfg.budget, started, spent)
+    rep = reporter or Reporter(quiet=True)
+    with rep:
+        rep.log(f"{name}: run directory {run.path}" + (f" (resumed, {spent:.0f}s spent)" if spent else ""))
+        results = searcher(name).run(cfg, data, run, deadline, rep, executor)
+    return {**results, "run_dir": str(run.path)}  # where it is, for the caller (not in the file)
+
+
+__all__ = ["ClimbConfig", "DartsConfig", "HillClimber", "NoneConfig", "RandomConfig", "SEARCHERS", "SearchConfig",
+           "Searcher", "deadline_for", "load_data", "open_run", "pick_device", "run_searcher", "searcher"]

@@ -1,0 +1,465 @@
+"""HillClimber: NASH's Algorithm 1 (Elsken, Metzen, Hutter 2017), resumable and on a budget.
+
+    best = pretrain(start net)
+    repeat:  children 1..n_neigh-1 = n_NM random morphisms of best, each trained;
+             the parent, best itself, trained too (so a step never goes downhill);
+             best = the candidate with the highest validation accuracy
+    train best; report validation and test accuracy.
+
+Two schedules decide how the training time is spent:
+- `paper`: exactly Algorithm 1 with the paper's defaults: every candidate gets one full SGDR
+  cycle of epoch_neigh epochs, the winner epoch_final epochs of a new cycle.
+- `budget` (the default): one cosine cycle for the lineage over the whole run and successive
+  halving inside each step, sized from the budget (see plan.py for the why).
+
+Every step ends with an atomic checkpoint; a killed run resumes after its last finished step.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from morphisms import Network, random_morphisms, start_net
+from morphisms.network import graph_from_json
+
+from ..data import DataSplits
+from ..errors import NashError, OptionError
+from ..report import write_climb_report
+from ..rundir import RunDir
+from ..train import evaluate
+from . import plan
+from .contract import SearchConfig, time_left, write_results
+from .executors import LocalExecutor, TrainJob, TrainOutcome, TrainSettings, train_candidate
+
+SCHEDULES = ("budget", "paper")
+
+
+@dataclass
+class ClimbConfig(SearchConfig):
+    """Every knob of a climb; the defaults are the paper's (reference.md) but the schedule."""
+    schedule: str = "budget"
+    n_neigh: int = 8
+    n_nm: int = 5
+    epoch_neigh: int = 17
+    epoch_final: int = 20
+    lr_start: float = 0.05
+    lr_end: float = 0.0
+    pretrain_epochs: int = 20
+    steps: int | None = None  # None: 5 (the paper's 12-hour run) without a budget, else planned
+    search_share: float = 0.2  # `budget` schedule: share of the budget for candidates that lose
+    batch_size: int = 128
+    widths: tuple = (64, 128, 256)
+    mixup: float = 0.0
+    cutout: int = 0
+    start: str | None = None  # a saved Network to start from instead of the NASH start net
+
+    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("budget", "device")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.schedule not in SCHEDULES:
+            raise OptionError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
+        for name in ("n_neigh", "n_nm", "batch_size"):
+            if getattr(self, name) < 1:
+                raise OptionError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("epoch_neigh", "epoch_final", "pretrain_epochs", "cutout"):
+            if getattr(self, name) < 0:
+                raise OptionError(f"{name} must be at least 0, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 0:
+            raise OptionError(f"steps must be at least 0, got {self.steps}")
+        if not 0 < self.search_share < 1:
+            raise OptionError(f"search_share must be between 0 and 1, got {self.search_share}")
+        if not (self.lr_start > 0 and self.lr_end >= 0):
+            raise OptionError(f"learning rates must be positive (lr_start {self.lr_start}, lr_end {self.lr_end})")
+        if not self.widths or any(int(w) < 1 for w in self.widths):
+            raise OptionError(f"widths must be positive integers, got {self.widths}")
+        if self.schedule == "budget" and self.steps != 0 and self.n_neigh < 2:
+            raise OptionError("the budget schedule needs n_neigh >= 2 (the parent and a child)")
+
+
+def net_state(net: Network) -> dict:
+    """A network as plain data for a weights-only checkpoint: its graph JSON and tensors."""
+    return {"graph": json.dumps(net.to_json()), "weights": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+
+
+def net_from_state(state: dict) -> Network:
+    net = Network(graph_from_json(json.loads(state["graph"])))
+    net.load_state_dict(state["weights"])
+    return net
+
+
+def child_seed(seed: int, step: int, j: int) -> int:
+    # a fixed function of (seed, step, child): a resumed run draws what the uninterrupted one drew
+    return (seed * 1_000_003 + step * 1_009 + j) % (2**31)
+
+
+def make_start_net(cfg, data: DataSplits) -> Network:
+    """The NASH start net, its init drawn from the run's seed (torch's global generator is left
+    as it was), or the saved network of `cfg.start`."""
+    if cfg.start:
+        net = Network.load(cfg.start)
+        if net.input_shape != (data.in_channels, *data.image_size) or net.num_classes != data.num_classes:
+            raise OptionError(f"--start {cfg.start}: network takes {net.input_shape} -> {net.num_classes} classes, "
+                              f"the data is {(data.in_channels, *data.image_size)} -> {data.num_classes}")
+        return net
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return start_net(data.in_channels, data.num_classes, cfg.widths, data.image_size)
+
+
+@dataclass
+class Candidate:
+    net: Network
+    moves: list = field(default_factory=list)
+    is_parent: bool = False
+
+
+class HillClimber:
+    """Runs a climb in `run` on `data`; `deadline` is a time.time() (None: no budget)."""
+
+    def __init__(self, config: ClimbConfig, run: RunDir, data: DataSplits, reporter, executor=None):
+        self.cfg = config
+        self.run = run
+        self.data = data
+        self.rep = reporter
+        self.device = data.train_x.device
+        aug = dataclasses.replace(data.augment, cutout=config.cutout) if config.cutout else data.augment
+        self.settings = TrainSettings(config.lr_start, config.lr_end, config.batch_size, aug, config.mixup)
+        self.executor = executor or LocalExecutor()
+
+    # ---------------------------------------------------------------- training the lineage
+
+    def _train(self, net: Network, epochs: int, seed: int, cycle=(0.0, 1.0), deadline=None, label="",
+               required=False) -> TrainOutcome:
+        """Train one network in this process (the lineage, between steps) and score it."""
+        bar = self.rep.task(label, epochs) if label else None
+
+        def on_epoch(epoch, res):
+            self.rep.update(bar, completed=epoch, info=f"loss {res.train_loss:.3f} acc {res.train_acc:.3f}")
+
+        job = TrainJob(0, net, epochs, cycle, seed, deadline=deadline, required=required)
+        out = train_candidate(job, (self.data, self.settings), on_epoch=on_epoch)
+        self.rep.remove(bar)
+        return out
+
+    def _predict_epoch(self, net: Network, state: dict) -> float:
+        """Predicted seconds per training epoch, from a line fitted to (MACs, seconds) seen so far."""
+        obs = state["timings"]
+        x = net.macs()
+        if len({m for m, _ in obs}) < 2:
+            m0, s0 = obs[-1]
+            return s0 * max(1.0, x / max(m0, 1))
+        n = len(obs)
+        mx = sum(m for m, _ in obs) / n
+        my = sum(s for _, s in obs) / n
+        b = sum((m - mx) * (s - my) for m, s in obs) / max(sum((m - mx) ** 2 for m, _ in obs), 1e-12)
+        b = max(b, 0.0)
+        return max(my + b * (x - mx), min(s for _, s in obs)) * 1.1
+
+    def _observe(self, state: dict, net: Network, out: TrainOutcome) -> None:
+        if out.epochs:
+            state["timings"].append([net.macs(), out.seconds / out.epochs])
+
+    # ---------------------------------------------------------------- the algorithm
+
+    def search(self, deadline: float | None) -> dict:
+        """Climb (or continue a checkpointed climb) and write the results."""
+        cfg, run = self.cfg, self.run
+        state = run.load_checkpoint()
+        if state is None:
+            state = self._pretrain(deadline)
+        else:
+            self.rep.log(f"resuming after step {state['step']} ({run.spent_before:.0f}s already spent)")
+        best = net_from_state(state["best"]).to(self.device)
+
+        steps_bar = self.rep.task("climb", self._max_steps(state))
+        self.rep.update(steps_bar, completed=state["step"])
+        while state["step"] < self._max_steps(state) and not state.get("final"):
+            step = state["step"] + 1
+            if cfg.schedule == "budget" and state["u"] < state["plan"]["positions"][step - 1]:
+                best, _ = self._lineage(best, state, state["plan"]["positions"][step - 1], deadline, "train best")
+                continue
+            candidates = self._candidates(best, step)
+            if cfg.schedule == "paper":
+                candidates = self._fit_paper_step(candidates, step, state, deadline)
+                if candidates is None:
+                    break
+                rungs = [(len(candidates), cfg.epoch_neigh)]
+            else:
+                candidates, rungs = self._fit_budget_step(candidates, step, state, deadline)
+            best, winner = self._step(candidates, rungs, step, state, deadline)
+            state["step"] = step
+            state["best"] = net_state(best)
+            state["history"].append({"step": step, "val_acc": winner.val_acc, "params": best.num_params(),
+                                     "morphisms": [m.to_json() for m in winner_moves(candidates, winner)]})
+            run.save_checkpoint(state)
+            self.rep.update(steps_bar, completed=step, info=f"best val {winner.val_acc:.4f}")
+            self.rep.log(f"step {step}: best val acc {winner.val_acc:.4f}, {best.num_params():,} params "
+                         f"({'parent kept' if winner.key == 0 else 'child ' + str(winner.key)})")
+        self.rep.remove(steps_bar)
+        if not state.get("final"):
+            state = self._final(best, state, deadline)
+        best = net_from_state(state["best"]).to(self.device)
+        best.save(run.path / "best")
+        results = write_results(run, "nash", state["final"], state["start"], steps=state["step"],
+                                history=state["history"], schedule=cfg.schedule,
+                                final_epochs=state["final"]["epochs"])
+        write_climb_report(run, best, self.rep)
+        return results
+
+    def _max_steps(self, state: dict) -> int:
+        if self.cfg.steps is not None:
+            return self.cfg.steps
+        if self.cfg.schedule == "budget":
+            return len(state["plan"]["positions"])
+        return 10**9 if self.cfg.budget is not None else 5
+
+    def _score_and_log(self, kind: str, net: Network, **fields) -> dict:
+        val_acc, val_loss = evaluate(net, self.data.val_x, self.data.val_y)
+        test_acc, _ = evaluate(net, self.data.test_x, self.data.test_y)
+        rec = {"val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "params": net.num_params(), **fields}
+        self.run.event(kind, **rec)
+        return rec
+
+    def _pretrain(self, deadline) -> dict:
+        cfg = self.cfg
+        net = make_start_net(cfg, self.data).to(self.device)
+        state = {"step": 0, "history": [], "timings": [], "u": 0.0}
+        if cfg.schedule == "paper":
+            # on a budget, pretraining may take at most a quarter of it
+            pre_deadline = None if deadline is None else time.time() + 0.25 * cfg.budget
+            out = self._train(net, cfg.pretrain_epochs, cfg.seed, deadline=pre_deadline, label="pretrain") \
+                if cfg.pretrain_epochs else None
+            if out is None or not out.epochs:
+                out = self._train(copy.deepcopy(net), 1, 0)  # only to time an epoch
+            self._observe(state, net, out)
+            epochs = out.epochs if cfg.pretrain_epochs else 0
+        else:
+            # One epoch at the starting learning rate times the start net (the cycle's first
+            # epochs run at about that rate anyway); the plan is then sized from that time.
+            out = self._train(net, 1, cfg.seed, cycle=(0.0, 0.0), label="pretrain (timing)")
+            self._observe(state, net, out)
+            state["plan"] = self._plan(state, deadline)
+            epochs = 1
+            net, more = self._lineage(net, state, state["plan"]["positions"][0] if state["plan"]["positions"] else 1.0,
+                                      deadline, "pretrain", log=False)
+            epochs += more
+        start = self._score_and_log("start", net, epochs=epochs)
+        start = {k: start[k] for k in ("val_acc", "test_acc", "params")}
+        self.rep.log(f"start net: val acc {start['val_acc']:.4f}, test acc {start['test_acc']:.4f}, "
+                     f"{start['params']:,} params")
+        state.update(best=net_state(net), start=start)
+        self.run.save_checkpoint(state)
+        return state
+
+    # ---------------------------------------------------------------- budget schedule
+
+    def _plan(self, state: dict, deadline) -> dict:
+        """Steps and their places in the lineage's cycle (see plan.py)."""
+        cfg = self.cfg
+        if cfg.steps is not None:
+            k = cfg.steps
+        elif deadline is None:
+            k = 5  # the paper's 12-hour run
+        else:
+            k = plan.planned_steps(cfg.n_neigh, cfg.search_share)
+        positions = plan.step_positions(k) if k else []
+        if deadline is None:
+            # epochs from the flags: pretrain, then each step's rungs, then the final training
+            slice_epochs = max(1, cfg.epoch_neigh // max(sum(e for _, e in plan.halving_rungs(cfg.n_neigh, 1)), 1))
+            total = cfg.pretrain_epochs + k * slice_epochs * sum(e for _, e in plan.halving_rungs(cfg.n_neigh, 1)) \
+                + cfg.epoch_final
+            positions = []
+            at = cfg.pretrain_epochs
+            for _ in range(k):
+                positions.append(at / max(total, 1))
+                at += slice_epochs * sum(e for _, e in plan.halving_rungs(cfg.n_neigh, 1))
+            return {"positions": positions, "rate": float(max(total, 1)), "first_slice": slice_epochs}
+        return {"positions": positions, "rate": None, "first_slice": None}
+
+    def _rate(self, net: Network, state: dict, deadline, steps_left: int) -> float:
+        """Epochs per unit of cycle progress from here on (fixed without a budget; sized from
+        the time left with one)."""
+        if deadline is None:
+            return state["plan"]["rate"]
+        left = time_left(deadline) - self._reserve(net, state)
+        epochs = plan.lineage_epochs(left, self._predict_epoch(net, state), state["u"], steps_left, self.cfg.n_neigh)
+        return epochs / max(1.0 - state["u"], 1e-9)
+
+    def _reserve(self, net, state) -> float:
+        # evaluation, checkpoint and report after the last epoch
+        return 3.0 + 2 * self._predict_epoch(net, state) * 0.1
+
+    def _lineage(self, net: Network, state: dict, until: float, deadline, label: str,
+                 log: bool = True) -> tuple[Network, int]:
+        """Train the lineage's best from progress u to `until` of its cycle; (net, epochs trained).
+        With `log`, an event and a checkpoint record it."""
+        steps_left = sum(1 for p in state["plan"]["positions"] if p >= until - 1e-9)
+        rate = self._rate(net, state, deadline, steps_left)
+        epochs = int(round((until - state["u"]) * rate))
+        u0, trained = state["u"], 0
+        if epochs >= 1:
+            out = self._train(net, epochs, child_seed(self.cfg.seed, state["step"], 997), (u0, until),
+                              deadline=deadline, label=label)
+            self._observe(state, net, out)
+            if out.failed and "non-finite" in out.failed:
+                raise NashError(f"{label}: {out.failed}; lower --lr-start")
+            trained = out.epochs
+            if log:
+                self.run.event("lineage", step=state["step"], epochs=out.epochs, cycle=[round(u0, 6), round(until, 6)],
+                               val_acc=out.val_acc, val_loss=out.val_loss, seconds=out.seconds)
+        state["u"] = until
+        if log:
+            state["best"] = net_state(net)
+            self.run.save_checkpoint(state)
+        return net, trained
+
+    def _fit_budget_step(self, candidates, step, state, deadline):
+        """The step's successive-halving rungs, sized so the step's losers stay in their share."""
+        cfg = self.cfg
+        parent = candidates[0].net
+        steps_left = len(state["plan"]["positions"]) - step + 1
+        rate = self._rate(parent, state, deadline, steps_left)
+        first = state["plan"]["first_slice"] or max(1, int(round(plan.SLICE_SHARE * rate)))
+        n = len(candidates)
+        if deadline is not None:
+            # the whole step (every rung of every candidate) must leave the lineage its share
+            per_epoch = [self._predict_epoch(c.net, state) for c in candidates]
+            # a safety net for children far bigger than predicted: a step may take at most half
+            # of the time left, counting every rung at its most expensive candidates
+            while n > 2:
+                rungs = plan.halving_rungs(n, first)
+                cost = sum(sum(sorted(per_epoch[:n])[-c:]) * e for c, e in rungs)
+                if cost <= 0.5 * max(time_left(deadline), 0):
+                    break
+                n -= 1
+            if n < len(candidates):
+                self.rep.log(f"budget: step {step} with {n} of {len(candidates)} candidates")
+        return candidates[:n], plan.halving_rungs(n, first)
+
+    # ---------------------------------------------------------------- paper schedule
+
+    def _fit_paper_step(self, candidates, step, state, deadline):
+        """All candidates when they fit before the final training's reserve, else the parent and
+        the children that fit, else None (stepping is over)."""
+        if deadline is None:
+            return candidates
+        cfg = self.cfg
+        costs = [cfg.epoch_neigh * self._predict_epoch(c.net, state) for c in candidates]
+        left = time_left(deadline) - self._final_reserve(candidates[0].net, state)
+        fit = next((k for k in range(len(costs), 0, -1) if sum(costs[:k]) <= left), 0)
+        if fit < 2 and step > 1:
+            self.rep.log(f"budget: stopping before step {step} (it would take ~{sum(costs):.0f}s, "
+                         f"{max(left, 0):.0f}s left before the final training)")
+            return None
+        fit = max(fit, 2)  # a climb makes at least one step: the parent and one child
+        if fit < len(candidates):
+            self.rep.log(f"budget: step {step} with {fit} of {len(candidates)} candidates")
+        return candidates[:fit]
+
+    def _final_reserve(self, best: Network, state: dict) -> float:
+        # the final training plus evaluation and writing the report, with a margin
+        return self.cfg.epoch_final * self._predict_epoch(best, state) * 1.15 + 5.0
+
+    # ---------------------------------------------------------------- a step
+
+    def _candidates(self, parent: Network, step: int) -> list[Candidate]:
+        """The parent (index 0) and n_neigh - 1 children of n_NM random morphisms each,
+        calibrated on one training batch. Each child is a pure function of (parent, seed)."""
+        cfg = self.cfg
+        calib = self.data.train_x[: cfg.batch_size]
+        candidates = [Candidate(copy.deepcopy(parent), [], is_parent=True)]
+        for j in range(1, cfg.n_neigh):
+            child, applied = random_morphisms(parent, cfg.n_nm, rng=child_seed(cfg.seed, step, j), calibrate=calib)
+            candidates.append(Candidate(child, applied))
+        return candidates
+
+    def _step(self, candidates: list[Candidate], rungs, step: int, state: dict, deadline):
+        """Successive halving over `rungs` [(candidates, epochs)]; the paper schedule is one
+        rung of full cycles. Returns (best net, its outcome)."""
+        cfg = self.cfg
+        alive = list(range(len(candidates)))
+        bar = self.rep.task(f"step {step}", sum(c for c, _ in rungs))
+        best_out = None
+        for r, (count, epochs) in enumerate(rungs):
+            alive = alive[:count]
+            if cfg.schedule == "paper":
+                cycle = (0.0, 1.0)
+            else:
+                rate = self._rate(candidates[0].net, state, deadline, len(state["plan"]["positions"]) - step + 1) \
+                    if deadline is not None else state["plan"]["rate"]
+                cycle = (state["u"], min(1.0, state["u"] + epochs / max(rate, 1e-9)))
+            jobs = [TrainJob(j, candidates[j].net, epochs, cycle, child_seed(cfg.seed, step, j) + 7 + 101 * r,
+                             deadline=deadline, required=(j == alive[0]))
+                    for j in alive]
+
+            def done(out, r=r):
+                self.rep.update(bar, advance=1, info=f"val {out.val_acc if out.ok else 'failed'}")
+
+            outcomes = self.executor.map(jobs, (self.data, self.settings), on_done=done)
+            for out in outcomes:
+                cand = candidates[out.key]
+                if out.net is not None:
+                    cand.net = out.net
+                self._observe(state, cand.net, out)
+                self.run.event("child", step=step, rung=r, child=out.key, is_parent=cand.is_parent,
+                               cycle=[round(cycle[0], 6), round(cycle[1], 6)],
+                               morphisms=[m.to_json() for m in cand.moves], params=cand.net.num_params(),
+                               train_acc=out.train_acc, train_loss=out.train_loss, epochs=out.epochs,
+                               seconds=out.seconds, failed=out.failed, val_acc=out.val_acc, val_loss=out.val_loss)
+                if out.failed:
+                    self.rep.log(f"step {step} candidate {out.key}: {out.failed}; left out")
+            ranked = sorted((o for o in outcomes if o.ok), key=lambda o: (-o.val_acc, o.val_loss, o.key))
+            if not ranked:
+                raise NashError(f"step {step}: every candidate failed to train (non-finite loss); lower --lr-start")
+            best_out = ranked[0]
+            # highest validation accuracy; on a tie (common on small validation sets) the lower
+            # validation loss, then the earlier candidate
+            keep = rungs[r + 1][0] if r + 1 < len(rungs) else 1
+            alive = [o.key for o in ranked[:keep]]
+            if cfg.schedule == "budget":
+                state["u"] = cycle[1]
+        self.rep.remove(bar)
+        winner = candidates[best_out.key]
+        self.run.event("step", step=step, best_child=best_out.key, val_acc=best_out.val_acc,
+                       params=winner.net.num_params(), kept_parent=winner.is_parent)
+        return winner.net, best_out
+
+    # ---------------------------------------------------------------- final training
+
+    def _final(self, best: Network, state: dict, deadline) -> dict:
+        cfg = self.cfg
+        if cfg.schedule == "budget":
+            best, epochs = self._lineage(best, state, 1.0, deadline, "final training", log=False)
+        else:
+            epochs = cfg.epoch_final
+            if deadline is not None:
+                fit = int((time_left(deadline) - 5.0) / max(self._predict_epoch(best, state) * 1.05, 1e-6))
+                if fit < epochs:
+                    self.rep.log(f"budget: final training shortened to {max(fit, 1)} of {epochs} epochs")
+                    epochs = max(fit, 1)
+            out = self._train(best, epochs, cfg.seed + 1, deadline=deadline, label="final training") if epochs else None
+            epochs = out.epochs if out else 0
+        final = self._score_and_log("final", best, epochs=epochs)
+        final = {k: final[k] for k in ("val_acc", "test_acc", "params")} | {"epochs": epochs}
+        self.rep.log(f"final net: val acc {final['val_acc']:.4f}, test acc {final['test_acc']:.4f}, "
+                     f"{final['params']:,} params")
+        state.update(best=net_state(best), final=final)
+        self.run.save_checkpoint(state)
+        return state
+
+
+def winner_moves(candidates: list[Candidate], winner: TrainOutcome) -> list:
+    return candidates[winner.key].moves
+
+
+def run_climb(config: ClimbConfig, data: DataSplits, run: RunDir, deadline: float | None, reporter,
+              executor=None) -> dict:
+    """The `nash` searcher of the registry."""
+    return HillClimber(config, run, data, reporter, executor).search(deadline)

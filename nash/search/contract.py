@@ -1,0 +1,134 @@
+"""The one contract every searcher follows.
+
+    config dataclass ──> searcher(config, data, run, deadline, reporter) ──> run dir + results.json
+
+A searcher's config is a dataclass derived from `SearchConfig`: validated on creation, JSON
+round-trip, and a class-level `RESUME_MAY_CHANGE` naming the fields a resumed run may change.
+Every searcher writes the same run directory layout (config.json, events.jsonl, checkpoint.pt,
+best/, results.json, plots) and returns the same `results.json` shape:
+
+    {"method": name, "start": {...} (where there is a start net), "final": {"val_acc",
+     "test_acc", "params"}, "seconds": wall-clock of the run, "curve": [[seconds, best
+     validation accuracy so far], ...], ...searcher-specific extras}
+
+The wall-clock deadline is computed here, in one place, from the budget, the moment the user's
+command began and the time the run had already spent before a resume (kept in the run
+directory's checkpoint envelope, see RunDir).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..errors import OptionError
+from ..rundir import RunDir
+
+# what runs outside a searcher's own clock: interpreter start, imports, writing the report
+_MARGIN_SHARE, _MARGIN_MAX = 0.02, 10.0
+
+
+@dataclass
+class SearchConfig:
+    """What every searcher shares: the data, the seed, the budget, the device."""
+    data: str = "digits"
+    data_dir: str | None = None
+    subset: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    budget: float | None = None  # seconds of wall-clock for the whole run
+    device: str = "auto"
+
+    # Fields a resumed run may take anew from the command line; all others must match.
+    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("budget", "device")
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise OptionError (one line) for a value that cannot be used."""
+        if self.budget is not None and not (isinstance(self.budget, (int, float)) and self.budget > 0):
+            raise OptionError(f"budget must be a positive number of seconds, got {self.budget!r}")
+        if self.subset is not None and self.subset < 1:
+            raise OptionError(f"subset must be at least 1, got {self.subset}")
+        if not 0 <= self.val_fraction < 1:
+            raise OptionError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def to_json(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise OptionError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        try:
+            return cls(**kw)
+        except TypeError as e:
+            raise OptionError(f"{cls.__name__}: {e}") from None
+
+    def resumed_with(self, changes: dict):
+        """This config with `changes` (field -> value, from the resuming command line) applied;
+        OptionError naming the field if one that a resume may not change differs."""
+        for key, value in changes.items():
+            if key not in {f.name for f in dataclasses.fields(self)}:
+                continue  # an option this searcher does not have
+            if getattr(self, key) != value and key not in self.RESUME_MAY_CHANGE:
+                raise OptionError(f"--resume: {key} was {getattr(self, key)!r} for this run and cannot change "
+                                  f"(a resume may change only {', '.join(self.RESUME_MAY_CHANGE)})")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if k in self.RESUME_MAY_CHANGE})
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise OptionError(f"unknown device {name!r} (auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"device {name!r}: CUDA is not available here (use --device cpu)")
+    return device
+
+
+def deadline_for(budget: float | None, started: float, spent_before: float = 0.0) -> float | None:
+    """The time.time() by which a run with `budget` seconds must end, the budget counting from
+    `started` (when the user's command began) plus `spent_before` (earlier sessions of a
+    resumed run). A small margin is kept for what runs outside the searcher's own clock."""
+    if budget is None:
+        return None
+    margin = min(_MARGIN_SHARE * budget, _MARGIN_MAX)
+    return started + budget - spent_before - margin
+
+
+def curve_from_events(events: list[dict]) -> list[list[float]]:
+    """(elapsed seconds, best validation accuracy so far) from every event that scored a
+    network on the validation split: the anytime performance of the search."""
+    curve, best = [], -math.inf
+    for e in events:
+        acc, t = e.get("val_acc"), e.get("elapsed")
+        if acc is None or t is None:
+            continue
+        best = max(best, acc)
+        curve.append([round(t, 3), best])
+    return curve
+
+
+def write_results(run: RunDir, method: str, final: dict, start: dict | None = None, **extra) -> dict:
+    """results.json in the shared shape (see the module doc); returns it."""
+    results = {"method": method, "final": {k: final[k] for k in ("val_acc", "test_acc", "params")},
+               "seconds": run.elapsed(), "curve": curve_from_events(run.events()), **extra}
+    if start is not None:
+        results["start"] = {k: start[k] for k in ("val_acc", "test_acc", "params")}
+    run.write_json("results.json", results)
+    return results
+
+
+def time_left(deadline: float | None) -> float:
+    return math.inf if deadline is None else deadline - time.time()

@@ -1,0 +1,149 @@
+"""`random`: random search at the same budget, the baseline that tells whether hill climbing
+beats luck.
+
+Networks are made from the start net by random morphism sequences, as long as a climb's
+winner has by its end (n_nm per planned step), each from its own fresh initialisation. Each
+is trained with one SGDR cycle as long as the climb gives a step's winner, one after another
+until the search's share of the budget is used; the best by validation accuracy (ties: lower
+validation loss) then gets the rest of the budget as the climb's winner does: one more cycle.
+Without a budget, `candidates` networks of epoch_neigh epochs, then epoch_final epochs.
+Resumable after every candidate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from morphisms import random_morphisms
+
+from ..data import DataSplits
+from ..errors import NashError, OptionError
+from ..report import write_climb_report
+from ..rundir import RunDir
+from ..train import evaluate
+from . import plan
+from .climb import child_seed, make_start_net, net_from_state, net_state
+from .contract import SearchConfig, time_left, write_results
+from .executors import LocalExecutor, TrainJob, TrainSettings, train_candidate
+
+
+@dataclass
+class RandomConfig(SearchConfig):
+    n_neigh: int = 8  # as the climb: sets how many steps a climb plans, so how long sequences are
+    n_nm: int = 5
+    candidates: int = 8  # without a budget
+    epoch_neigh: int = 17
+    epoch_final: int = 20
+    search_share: float = 0.5  # with a budget: the share spent on candidates, before the winner's cycle
+    lr_start: float = 0.05
+    lr_end: float = 0.0
+    batch_size: int = 128
+    widths: tuple = (64, 128, 256)
+    mixup: float = 0.0
+    cutout: int = 0
+    start: str | None = None
+
+    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("budget", "device")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("n_neigh", "n_nm", "candidates", "epoch_neigh", "batch_size"):
+            if getattr(self, name) < 1:
+                raise OptionError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.search_share < 1:
+            raise OptionError(f"search_share must be between 0 and 1, got {self.search_share}")
+
+
+def random_network(cfg: RandomConfig, data: DataSplits, i: int, length: int):
+    """Candidate i: the start net from its own seed, then `length` random morphisms."""
+    seed = child_seed(cfg.seed, 0, 10_000 + i)
+    net = make_start_net(dataclasses.replace(cfg, seed=seed), data)
+    if length:
+        net, _ = random_morphisms(net, length, rng=seed, calibrate=data.train_x[: cfg.batch_size])
+    return net
+
+
+def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, deadline: float | None, rep, executor=None) -> dict:
+    executor = executor or LocalExecutor()
+    aug = dataclasses.replace(data.augment, cutout=cfg.cutout) if cfg.cutout else data.augment
+    settings = TrainSettings(cfg.lr_start, cfg.lr_end, cfg.batch_size, aug, cfg.mixup)
+    device = data.train_x.device
+    state = run.load_checkpoint()
+    if state is None:
+        steps = plan.planned_steps(cfg.n_neigh, plan_share(cfg)) if deadline is not None else 5
+        epochs = cfg.epoch_neigh
+        if deadline is not None:
+            # a candidate trains as long as a climb's step winner: its rungs' share of the cycle
+            probe = train_candidate(TrainJob(0, make_start_net(cfg, data).to(device), 1, (0.0, 0.0), cfg.seed),
+                                    (data, settings))
+            cycle_epochs = time_left(deadline) / max(probe.seconds, 1e-9) * (1 - plan_share(cfg))
+            winner_epochs = sum(e for _, e in plan.halving_rungs(cfg.n_neigh, 1)) * plan.SLICE_SHARE
+            epochs = max(1, round(winner_epochs * cycle_epochs))
+        # candidates are tried until this point of the run's clock; the rest trains the winner
+        search_ends = None if deadline is None else run.elapsed() + time_left(deadline) * cfg.search_share
+        state = {"tried": [], "best": None, "best_key": None, "length": cfg.n_nm * steps, "epochs": epochs,
+                 "search_ends": search_ends}
+        run.event("random_start", length=state["length"], epochs=epochs)
+        run.save_checkpoint(state)
+    bar = rep.task("random candidates", cfg.candidates if deadline is None else None)
+    i = len(state["tried"])
+    while True:
+        if deadline is None and i >= cfg.candidates:
+            break
+        if deadline is not None and i > 0 and run.elapsed() + _mean_seconds(state) > state["search_ends"]:
+            break
+        net = random_network(cfg, data, i, state["length"]).to(device)
+        out = train_candidate(TrainJob(i, net, state["epochs"], (0.0, 1.0), child_seed(cfg.seed, 0, 20_000 + i),
+                                       deadline=deadline, required=(i == 0)), (data, settings))
+        rec = {"candidate": i, "params": net.num_params(), "epochs": out.epochs, "seconds": out.seconds,
+               "val_acc": out.val_acc, "val_loss": out.val_loss, "failed": out.failed}
+        run.event("candidate", **rec)
+        state["tried"].append(rec)
+        # highest validation accuracy, ties to the lower validation loss, then the earlier one
+        if out.ok and (state["best"] is None or _rank(rec) > _rank(state["tried"][state["best_key"]])):
+            state["best"], state["best_key"] = net_state(net), i
+        run.save_checkpoint(state)
+        rep.update(bar, completed=i + 1, info=f"best val {max(r['val_acc'] or 0 for r in state['tried']):.4f}")
+        i += 1
+    rep.remove(bar)
+    if state["best"] is None:
+        raise NashError("random: every candidate failed to train (non-finite loss); lower --lr-start")
+    best = net_from_state(state["best"]).to(device)
+    if "final" not in state:
+        epochs = cfg.epoch_final
+        if deadline is not None:
+            per_epoch = max(state["tried"][state["best_key"]]["seconds"] / max(state["tried"][state["best_key"]]["epochs"], 1),
+                            1e-9)
+            epochs = max(1, math.floor((time_left(deadline) - 3.0 - 0.2 * per_epoch) / (per_epoch * 1.05)))
+        out = train_candidate(TrainJob(0, best, epochs, (0.0, 1.0), cfg.seed + 1, required=True), (data, settings))
+        if out.failed:
+            raise NashError(f"random: the winner's training failed ({out.failed}); lower --lr-start")
+        test_acc, _ = evaluate(best, data.test_x, data.test_y)
+        state["final"] = {"val_acc": out.val_acc, "test_acc": test_acc, "params": best.num_params(),
+                          "epochs": out.epochs}
+        state["best"] = net_state(best)
+        run.event("final", **state["final"])
+        run.save_checkpoint(state)
+    best.save(run.path / "best")
+    write_climb_report(run, best, rep)
+    return write_results(run, "random", state["final"], candidates=len(state["tried"]),
+                         sequence_length=state["length"], candidate_epochs=state["epochs"])
+
+
+def plan_share(cfg: RandomConfig) -> float:
+    """The climb's default search share, for sizing sequences and candidates alike."""
+    from .climb import ClimbConfig
+    return ClimbConfig.search_share
+
+
+def _rank(rec: dict) -> tuple:
+    return rec["val_acc"], -rec["val_loss"]
+
+
+def _mean_seconds(state: dict) -> float:
+    done = [r["seconds"] for r in state["tried"]]
+    return sum(done) / max(len(done), 1)
