@@ -262,20 +262,22 @@ def train_genotype_cmd(genotype, budget, out, quiet, **kw):
 @click.option("--widths", default=None, help="Start net conv widths for nash, random and none (default 64,128,256).")
 @click.option("--out", type=click.Path(), default=None, help="Comparison folder (default runs/compare-<time>); "
               "run again with the same --out to resume.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="[METHOD.]FIELD=VALUE",
+              help="A config field for every method that has it, or for one method (darts.channels=8); repeatable.")
 @click.option("--quiet", is_flag=True)
 @one_line_errors
-def compare(methods, seeds, budget, data, data_dir, subset, device, val_fraction, widths, out, executor, quiet):
+def compare(methods, seeds, budget, data, data_dir, subset, device, val_fraction, widths, out, sets, quiet):
     """Every searcher under the same budget, data and split: a table, JSON and a plot."""
-    from .compare import run_compare
+    from .compare import parse_sets, run_compare
     names = [m.strip() for m in methods.split(",") if m.strip()]
     common = dict(data=data, data_dir=data_dir, subset=subset, device=device, val_fraction=val_fraction,
                   budget=_parse_budget(budget))
-    extra = {"widths": _parse_widths(widths)} if widths else {}
+    overrides = parse_sets(sets)
+    if widths:
+        overrides.setdefault("*", {})["widths"] = list(_parse_widths(widths))
     if seeds < 1:
         raise OptionError(f"--seeds must be at least 1, got {seeds}")
-    table = run_compare(names, seeds, common, extra, out or default_run_path("compare"), quiet=quiet,
-                        executor=executor)
+    table = run_compare(names, seeds, common, overrides, out or default_run_path("compare"), quiet=quiet)
     click.echo(table)
 
 

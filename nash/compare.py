@@ -13,6 +13,8 @@ Seed k gives every method the same train/validation split and the same start net
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import statistics
 from pathlib import Path
@@ -30,23 +32,42 @@ def _mean_std(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
-def run_compare(methods: list[str], seeds: int, common: dict, extra: dict, out, quiet: bool = True,
+def parse_sets(sets) -> dict:
+    """["darts.channels=8", "widths=[8,16]"] -> {"darts": {"channels": 8}, "*": {"widths": [8, 16]}};
+    a value is read as JSON where it parses, else kept as text."""
+    out = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise OptionError(f"--set {item!r}: give FIELD=VALUE or METHOD.FIELD=VALUE")
+        method, _, field = key.strip().rpartition(".")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+        out.setdefault(method or "*", {})[field] = value
+    return out
+
+
+def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, out, quiet: bool = True,
                 progress=None) -> str:
-    """Run or resume the comparison in `out`; return the table (markdown)."""
+    """Run or resume the comparison in `out`; return the table (markdown). `overrides` maps a
+    method (or "*" for every method that has the field) to config fields."""
     from .progress import Reporter
     from .search import SEARCHERS, run_searcher, searcher
-    import dataclasses
 
     for m in methods:
         searcher(m)  # unknown names fail before anything runs
     if not methods:
         raise OptionError("--methods is empty")
     out = Path(out)
-    setup = {"methods": methods, "seeds": seeds, "common": common, "extra": {k: list(v) if isinstance(v, tuple) else v
-                                                                             for k, v in extra.items()}}
+    for m in overrides:
+        if m != "*":
+            searcher(m)
+    setup = {"methods": methods, "seeds": seeds, "common": common, "overrides": overrides}
     if (out / CONFIG).exists():
         old = RunDir(out).read_json(CONFIG)
-        if {k: old.get(k) for k in ("common", "extra")} != {k: setup[k] for k in ("common", "extra")}:
+        if {k: old.get(k) for k in ("common", "overrides")} != {k: setup[k] for k in ("common", "overrides")}:
             raise OptionError(f"{out} holds a comparison with other settings; choose another --out")
     elif out.exists() and any(out.iterdir()):
         raise OptionError(f"{out} is not empty and holds no comparison; choose another --out")
@@ -62,7 +83,12 @@ def run_compare(methods: list[str], seeds: int, common: dict, extra: dict, out, 
                 continue
             cls = SEARCHERS[m].config
             fields = {f.name for f in dataclasses.fields(cls)}
-            kw = {**common, "seed": seed, **{k: v for k, v in extra.items() if k in fields}}
+            kw = {**common, "seed": seed, **{k: v for k, v in overrides.get("*", {}).items() if k in fields}}
+            for k, v in overrides.get(m, {}).items():
+                if k not in fields:
+                    raise OptionError(f"--set {m}.{k}: {m} has no field {k!r}")
+                kw[k] = v
+            kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
             rep = Reporter(quiet)
             if (path / "config.json").exists():
                 res = run_searcher(m, resume=path, reporter=rep)

@@ -196,6 +196,7 @@ class HillClimber:
             best, winner = self._step(candidates, rungs, step, state, deadline)
             state["step"] = step
             state["best"] = net_state(best)
+            state["search_seconds"] = run.elapsed()  # until the last step's end
             state["history"].append({"step": step, "val_acc": winner.val_acc, "params": best.num_params(),
                                      "morphisms": [m.to_json() for m in winner_moves(candidates, winner)]})
             run.save_checkpoint(state)
@@ -209,6 +210,7 @@ class HillClimber:
         best.save(run.path / "best")
         results = write_results(run, "nash", state["final"], state["start"], steps=state["step"],
                                 history=state["history"], schedule=cfg.schedule,
+                                search_seconds=state.get("search_seconds", 0.0),
                                 final_epochs=state["final"]["epochs"])
         write_climb_report(run, best, self.rep)
         return results
@@ -249,6 +251,8 @@ class HillClimber:
             epochs = 1
             net, more = self._lineage(net, state, state["plan"]["positions"][0] if state["plan"]["positions"] else 1.0,
                                       deadline, "pretrain", log=False)
+            if more:
+                del state["timings"][0]  # the first epoch's time includes one-off warm-up costs
             epochs += more
         start = self._score_and_log("start", net, epochs=epochs)
         start = {k: start[k] for k in ("val_acc", "test_acc", "params")}

@@ -131,4 +131,4 @@ def run_darts(cfg: DartsConfig, data: DataSplits, run: RunDir, deadline: float |
     rep.log(f"genotype after {summary['epochs_done']} epochs: {genotype}")
     final, details = train_and_report(run, genotype, data, cfg, rep, deadline)
     search = {k: summary[k] for k in ("epochs_done", "seconds", "stopped", "val_acc") if k in summary}
-    return write_results(run, "darts", final, search=search, **details)
+    return write_results(run, "darts", final, search=search, search_seconds=summary["seconds"], **details)

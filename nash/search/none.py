@@ -2,8 +2,9 @@
 
 The baseline every search must beat at equal wall-clock. With a budget, one epoch at the
 starting learning rate times the net, and the rest of the cycle is sized to end at the
-deadline. The cycle is trained in chunks (a tenth each) with the optimizer's momentum carried
-across, a checkpoint and a validation score after each: resumable, and a curve to compare.
+deadline, re-planned after every chunk (a tenth of the cycle) from the time left. The
+optimizer's momentum is carried across chunks; each ends with a validation score and a
+checkpoint: resumable, and a curve to compare.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ..train import evaluate, sgdr_train
 from .climb import make_start_net, net_from_state, net_state
 from .contract import SearchConfig, time_left, write_results
 
-CHUNKS = 10
+CHUNK = 0.1  # of the cycle, between checkpoints
 
 
 @dataclass
@@ -45,46 +46,48 @@ class NoneConfig(SearchConfig):
 def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, deadline: float | None, rep, executor=None) -> dict:
     aug = dataclasses.replace(data.augment, cutout=cfg.cutout) if cfg.cutout else data.augment
 
-    def train(net, epochs, cycle, seed, opt_state=None, stop=None):
+    def train(net, epochs, cycle, seed, opt_state=None):
         return sgdr_train(net, data.train_x, data.train_y, epochs, cfg.lr_start, cfg.lr_end, batch_size=cfg.batch_size,
-                          aug=aug, mixup_alpha=cfg.mixup, seed=seed, cycle=cycle, opt_state=opt_state, deadline=stop)
+                          aug=aug, mixup_alpha=cfg.mixup, seed=seed, cycle=cycle, opt_state=opt_state)
 
     state = run.load_checkpoint()
     if state is None:
         net = make_start_net(cfg, data).to(data.train_x.device)
-        epochs = cfg.epochs
-        if deadline is not None:
-            probe = train(net, 1, (0.0, 0.0), cfg.seed)  # as the climb does: timing at lr_start
-            reserve = 3.0 + 0.2 * probe.seconds
-            epochs = max(1, math.floor((time_left(deadline) - reserve) / (probe.seconds * 1.05)))
         val_acc, val_loss = evaluate(net, data.val_x, data.val_y)
         test_acc, _ = evaluate(net, data.test_x, data.test_y)
         start = {"val_acc": val_acc, "test_acc": test_acc, "params": net.num_params()}
         run.event("start", **start, val_loss=val_loss)
-        state = {"best": net_state(net), "start": start, "epochs": epochs, "done": 0, "opt": None}
+        state = {"best": net_state(net), "start": start, "u": 0.0, "done": 0, "opt": None, "epoch_seconds": None}
+        if deadline is not None:
+            # as the climb does: one epoch at lr_start times the net, then the cycle is planned
+            probe = train(net, 1, (0.0, 0.0), cfg.seed)
+            state.update(best=net_state(net), done=1, opt=probe.opt_state, epoch_seconds=probe.seconds)
         run.save_checkpoint(state)
     net = net_from_state(state["best"]).to(data.train_x.device)
-    total = state["epochs"]
-    bounds = sorted({round(total * i / CHUNKS) for i in range(CHUNKS + 1)})
-    bar = rep.task("train", total)
-    rep.update(bar, completed=state["done"])
-    for a, b in zip(bounds, bounds[1:]):
-        if b <= state["done"]:
-            continue
-        # the last chunk ignores the deadline: a cycle cut before it anneals is worth less
-        res = train(net, b - a, (a / total, b / total), cfg.seed + a, state["opt"],
-                    stop=None if b == total else deadline)
+    bar = rep.task("train", cfg.epochs if deadline is None else None)
+    while state["u"] < 1.0:
+        # the epochs left, re-planned from the time left after every chunk (the first epoch's
+        # time includes one-off warm-up costs), the learning rate continuing where it is
+        if deadline is None:
+            left = cfg.epochs - state["done"]
+        else:
+            per_epoch = state["epoch_seconds"]
+            left = math.floor((time_left(deadline) - 3.0 - 0.2 * per_epoch) / (per_epoch * 1.05))
+        if left < 1:
+            rep.log(f"budget: training stopped at {state['u']:.0%} of its cycle")
+            break
+        n = min(left, max(1, math.ceil(left * CHUNK / (1.0 - state["u"]))))
+        u1 = 1.0 if n == left else state["u"] + (1.0 - state["u"]) * n / left
+        res = train(net, n, (state["u"], u1), cfg.seed + state["done"], state["opt"])
         if res.failed:
             raise NashError(f"none: {res.failed}; lower --lr-start")
         val_acc, val_loss = evaluate(net, data.val_x, data.val_y)
-        run.event("epoch", epoch=a + res.epochs, of=total, train_loss=res.train_loss, val_acc=val_acc,
+        state.update(best=net_state(net), done=state["done"] + res.epochs, opt=res.opt_state, u=u1,
+                     epoch_seconds=res.seconds / max(res.epochs, 1))
+        run.event("epoch", epoch=state["done"], cycle=round(u1, 6), train_loss=res.train_loss, val_acc=val_acc,
                   val_loss=val_loss)
-        state.update(best=net_state(net), done=a + res.epochs, opt=res.opt_state)
         run.save_checkpoint(state)
         rep.update(bar, completed=state["done"], info=f"val {val_acc:.4f}")
-        if res.epochs < b - a:
-            rep.log(f"budget: training stopped after {state['done']} of {total} epochs")
-            break
     rep.remove(bar)
     test_acc, _ = evaluate(net, data.test_x, data.test_y)
     val_acc, val_loss = evaluate(net, data.val_x, data.val_y)
@@ -92,4 +95,4 @@ def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, deadline: float | N
     run.event("final", **final, epochs=state["done"])
     net.save(run.path / "best")
     write_climb_report(run, net, rep)
-    return write_results(run, "none", final, state["start"], epochs=state["done"])
+    return write_results(run, "none", final, state["start"], epochs=state["done"], search_seconds=0.0)

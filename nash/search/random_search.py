@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -96,10 +97,13 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, deadline: float
             break
         if deadline is not None and i > 0 and run.elapsed() + _mean_seconds(state) > state["search_ends"]:
             break
+        began = run.elapsed()
         net = random_network(cfg, data, i, state["length"]).to(device)
+        search_deadline = None if deadline is None else time.time() + state["search_ends"] - run.elapsed()
         out = train_candidate(TrainJob(i, net, state["epochs"], (0.0, 1.0), child_seed(cfg.seed, 0, 20_000 + i),
-                                       deadline=deadline, required=(i == 0)), (data, settings))
+                                       deadline=search_deadline, required=(i == 0)), (data, settings))
         rec = {"candidate": i, "params": net.num_params(), "epochs": out.epochs, "seconds": out.seconds,
+               "wall": run.elapsed() - began,  # building (morphisms, calibration) and scoring too
                "val_acc": out.val_acc, "val_loss": out.val_loss, "failed": out.failed}
         run.event("candidate", **rec)
         state["tried"].append(rec)
@@ -110,6 +114,7 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, deadline: float
         rep.update(bar, completed=i + 1, info=f"best val {max(r['val_acc'] or 0 for r in state['tried']):.4f}")
         i += 1
     rep.remove(bar)
+    state.setdefault("search_seconds", run.elapsed())
     if state["best"] is None:
         raise NashError("random: every candidate failed to train (non-finite loss); lower --lr-start")
     best = net_from_state(state["best"]).to(device)
@@ -131,6 +136,7 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, deadline: float
     best.save(run.path / "best")
     write_climb_report(run, best, rep)
     return write_results(run, "random", state["final"], candidates=len(state["tried"]),
+                         search_seconds=state["search_seconds"],
                          sequence_length=state["length"], candidate_epochs=state["epochs"])
 
 
@@ -145,5 +151,5 @@ def _rank(rec: dict) -> tuple:
 
 
 def _mean_seconds(state: dict) -> float:
-    done = [r["seconds"] for r in state["tried"]]
+    done = [r["wall"] for r in state["tried"]]
     return sum(done) / max(len(done), 1)

@@ -1,0 +1,131 @@
+"""The searcher contract: every registered searcher honours a deadline, writes results.json in
+the shared shape and resumes after a kill; `nash compare` runs them all and tabulates them."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nash.search import SEARCHERS, ClimbConfig, NoneConfig, run_searcher
+from nash.search.contract import SearchConfig
+
+# small enough that each searcher's pieces take a second or two on a 2-core CPU
+TINY = {
+    "nash": {"widths": (8, 16), "n_neigh": 3, "n_nm": 2},
+    "random": {"widths": (8, 16), "n_neigh": 3, "n_nm": 2},
+    "none": {"widths": (8, 16)},
+    "darts": {"channels": 4, "layers": 2, "batch_size": 32, "train_channels": 4, "train_layers": 2,
+              "train_batch_size": 64},
+}
+COMMON = {"data": "digits", "subset": 400}
+
+
+def check_shape(res: dict, method: str):
+    assert res["method"] == method
+    assert set(res["final"]) == {"val_acc", "test_acc", "params"}
+    assert 0.0 <= res["final"]["test_acc"] <= 1.0 and res["final"]["params"] > 0
+    assert res["seconds"] > 0
+    curve = res["curve"]
+    assert curve and all(len(p) == 2 for p in curve)
+    assert [t for t, _ in curve] == sorted(t for t, _ in curve)
+    assert [a for _, a in curve] == sorted(a for _, a in curve)  # best so far never falls
+
+
+@pytest.mark.parametrize("method", list(SEARCHERS))
+def test_each_searcher_honours_its_deadline_and_writes_the_shared_shape(tmp_path, method):
+    """Stated slack: the run's clock may pass a 12 s budget by 25% + 5 s (an epoch or a search
+    step in flight when the deadline passes, evaluation, writing the report)."""
+    cfg = SEARCHERS[method].config(**COMMON, budget=12.0, **TINY[method])
+    res = run_searcher(method, cfg, out=tmp_path / "run")
+    check_shape(res, method)
+    assert res["seconds"] <= 12 * 1.25 + 5
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["final"] == res["final"] and on_disk["curve"] == res["curve"]
+    assert (tmp_path / "run" / "best" / "graph.json").is_file()
+    if method == "nash":
+        assert res["steps"] >= 1  # a climb on a budget always searches
+    if method != "darts":
+        assert res["final"]["test_acc"] > 0.3  # ten classes: chance is 0.1
+
+
+def test_configs_round_trip_and_check_resume_changes():
+    for name, s in SEARCHERS.items():
+        cfg = s.config(**COMMON, **TINY[name])
+        assert s.config.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    cfg = ClimbConfig(budget=60.0)
+    assert cfg.resumed_with({"budget": 120.0}).budget == 120.0
+    with pytest.raises(Exception, match="n_neigh was 8 for this run and cannot change"):
+        cfg.resumed_with({"n_neigh": 4})
+    with pytest.raises(Exception, match="search_share"):
+        ClimbConfig(search_share=1.5)
+    with pytest.raises(Exception, match="unknown field"):
+        NoneConfig.from_json({"bogus": 1})
+
+
+def test_none_and_nash_see_the_same_split_and_budget(tmp_path):
+    from nash.search import load_data
+    a = load_data(ClimbConfig(**COMMON, seed=3))
+    b = load_data(NoneConfig(**COMMON, seed=3))
+    for split in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
+        assert getattr(a, split).equal(getattr(b, split))
+    assert not a.val_y.equal(load_data(NoneConfig(**COMMON, seed=4)).val_y)
+    assert set(f for f in SearchConfig.__dataclass_fields__) <= set(NoneConfig.__dataclass_fields__)
+
+
+def compare_cmd(out, methods, budget="6s", seeds=2):
+    return [sys.executable, "-m", "nash", "compare", "--methods", methods, "--seeds", str(seeds), "--budget", budget,
+            "--subset", "400", "--widths", "8,16", "--set", "n_neigh=3", "--set", "n_nm=2",
+            "--set", "darts.channels=4", "--set", "darts.layers=2", "--set", "darts.batch_size=32",
+            "--set", "darts.train_channels=4", "--set", "darts.train_layers=2", "--out", str(out), "--quiet"]
+
+
+def test_compare_end_to_end(tmp_path):
+    out = tmp_path / "cmp"
+    p = subprocess.run(compare_cmd(out, "nash,random,none,darts"), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    table = (out / "compare.md").read_text()
+    rows = [l for l in table.splitlines() if l.startswith("| ") and not l.startswith("| method")]
+    assert [r.split("|")[1].strip() for r in rows] == ["nash", "random", "none", "darts"]
+    data = json.loads((out / "compare.json").read_text())
+    assert len(data["runs"]) == 8
+    for name, res in data["runs"].items():
+        method = name.split("-seed")[0]
+        check_shape(res, method)
+        assert (out / name / "best" / "weights.pt").is_file()  # a trained, evaluated network
+    for row in data["rows"]:
+        assert row["seeds"] == 2 and row["test_std"] is not None
+        if row["method"] not in ("random", "none"):
+            assert set(row["lead_none"]) == {"lead", "spread", "exceeds"}
+    assert (out / "compare.png").stat().st_size > 1000
+    # run again: nothing is re-run, the same table comes out
+    t = time.time()
+    p = subprocess.run(compare_cmd(out, "nash,random,none,darts"), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and time.time() - t < 30
+    assert (out / "compare.md").read_text() == table
+
+
+@pytest.mark.parametrize("method", ["nash", "random", "none"])
+def test_a_killed_run_resumes(tmp_path, method):
+    """SIGKILL after the first checkpoint; running the same comparison again resumes the run
+    (and does not start it over: its first checkpointed events are kept)."""
+    out = tmp_path / "cmp"
+    cmd = compare_cmd(out, method, budget="20s", seeds=1)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = out / f"{method}-seed0" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not ckpt.exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert ckpt.exists() and not (out / f"{method}-seed0" / "results.json").exists()
+    first = (out / f"{method}-seed0" / "events.jsonl").read_text().splitlines()[:1]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "resumed" in r.stderr
+    events = (out / f"{method}-seed0" / "events.jsonl").read_text().splitlines()
+    assert events[:1] == first
+    res = json.loads((out / f"{method}-seed0" / "results.json").read_text())
+    check_shape(res, method)
