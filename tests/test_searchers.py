@@ -13,13 +13,13 @@ from nash.search.contract import SearchConfig
 
 # small enough that each searcher's pieces take a second or two on a 2-core CPU
 TINY = {
-    "nash": {"widths": (8, 16), "n_neigh": 3, "n_nm": 2},
-    "random": {"widths": (8, 16), "n_neigh": 3, "n_nm": 2},
-    "none": {"widths": (8, 16)},
+    "nash": {"widths": (16, 32), "n_neigh": 3, "n_nm": 2},
+    "random": {"widths": (16, 32), "n_neigh": 3, "n_nm": 2},
+    "none": {"widths": (16, 32)},
     "darts": {"channels": 4, "layers": 2, "batch_size": 32, "train_channels": 4, "train_layers": 2,
               "train_batch_size": 64},
 }
-COMMON = {"data": "digits", "subset": 400}
+COMMON = {"data": "digits", "subset": 600}
 
 
 def check_shape(res: dict, method: str):
@@ -33,14 +33,18 @@ def check_shape(res: dict, method: str):
     assert [a for _, a in curve] == sorted(a for _, a in curve)  # best so far never falls
 
 
+# Stated slack past a 12 s budget: 25% + 5 s (an epoch in flight when the deadline passes,
+# evaluation, writing the report); darts 25% + 15 s, as its first search epoch and the epoch that
+# times the derived network's training always run, and each takes seconds on a busy 2-core CPU.
+SLACK = {"nash": 5.0, "random": 5.0, "none": 5.0, "darts": 15.0}
+
+
 @pytest.mark.parametrize("method", list(SEARCHERS))
 def test_each_searcher_honours_its_deadline_and_writes_the_shared_shape(tmp_path, method):
-    """Stated slack: the run's clock may pass a 12 s budget by 25% + 5 s (an epoch or a search
-    step in flight when the deadline passes, evaluation, writing the report)."""
     cfg = SEARCHERS[method].config(**COMMON, budget=12.0, **TINY[method])
     res = run_searcher(method, cfg, out=tmp_path / "run")
     check_shape(res, method)
-    assert res["seconds"] <= 12 * 1.25 + 5
+    assert res["seconds"] <= 12 * 1.25 + SLACK[method]
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     assert on_disk["final"] == res["final"] and on_disk["curve"] == res["curve"]
     assert (tmp_path / "run" / "best" / "graph.json").is_file()
@@ -76,7 +80,7 @@ def test_none_and_nash_see_the_same_split_and_budget(tmp_path):
 
 def compare_cmd(out, methods, budget="6s", seeds=2):
     return [sys.executable, "-m", "nash", "compare", "--methods", methods, "--seeds", str(seeds), "--budget", budget,
-            "--subset", "400", "--widths", "8,16", "--set", "n_neigh=3", "--set", "n_nm=2",
+            "--subset", "600", "--widths", "16,32", "--set", "n_neigh=3", "--set", "n_nm=2",
             "--set", "darts.channels=4", "--set", "darts.layers=2", "--set", "darts.batch_size=32",
             "--set", "darts.train_channels=4", "--set", "darts.train_layers=2", "--out", str(out), "--quiet"]
 

@@ -34,7 +34,7 @@ from ..report import write_climb_report
 from ..rundir import RunDir
 from ..train import evaluate
 from . import plan
-from .contract import SearchConfig, time_left, write_results
+from .contract import SearchConfig, time_left, timed_epochs, write_results
 from .executors import LocalExecutor, TrainJob, TrainOutcome, TrainSettings, train_candidate
 
 SCHEDULES = ("budget", "paper")
@@ -152,6 +152,9 @@ class HillClimber:
         """Predicted seconds per training epoch, from a line fitted to (MACs, seconds) seen so far."""
         obs = state["timings"]
         x = net.macs()
+        same = [sec for m, sec in obs if m == x]
+        if same:  # this very network (or its twin) was timed: the latest time is the best guess
+            return same[-1] * 1.05
         if len({m for m, _ in obs}) < 2:
             m0, s0 = obs[-1]
             return s0 * max(1.0, x / max(m0, 1))
@@ -243,16 +246,15 @@ class HillClimber:
             self._observe(state, net, out)
             epochs = out.epochs if cfg.pretrain_epochs else 0
         else:
-            # One epoch at the starting learning rate times the start net (the cycle's first
-            # epochs run at about that rate anyway); the plan is then sized from that time.
-            out = self._train(net, 1, cfg.seed, cycle=(0.0, 0.0), label="pretrain (timing)")
-            self._observe(state, net, out)
+            # An epoch or two at the starting learning rate time the start net (the cycle's
+            # first epochs run at about that rate anyway); the plan is then sized from that time.
+            seconds, outs = timed_epochs(lambda: self._train(net, 1, cfg.seed, cycle=(0.0, 0.0),
+                                                             label="pretrain (timing)"))
+            state["timings"].append([net.macs(), seconds])
             state["plan"] = self._plan(state, deadline)
-            epochs = 1
+            epochs = len(outs)
             net, more = self._lineage(net, state, state["plan"]["positions"][0] if state["plan"]["positions"] else 1.0,
                                       deadline, "pretrain", log=False)
-            if more:
-                del state["timings"][0]  # the first epoch's time includes one-off warm-up costs
             epochs += more
         start = self._score_and_log("start", net, epochs=epochs)
         start = {k: start[k] for k in ("val_acc", "test_acc", "params")}
@@ -298,7 +300,7 @@ class HillClimber:
 
     def _reserve(self, net, state) -> float:
         # evaluation, checkpoint and report after the last epoch
-        return 3.0 + 2 * self._predict_epoch(net, state) * 0.1
+        return 1.0 + 0.2 * self._predict_epoch(net, state)
 
     def _lineage(self, net: Network, state: dict, until: float, deadline, label: str,
                  log: bool = True) -> tuple[Network, int]:
@@ -326,7 +328,6 @@ class HillClimber:
 
     def _fit_budget_step(self, candidates, step, state, deadline):
         """The step's successive-halving rungs, sized so the step's losers stay in their share."""
-        cfg = self.cfg
         parent = candidates[0].net
         steps_left = len(state["plan"]["positions"]) - step + 1
         rate = self._rate(parent, state, deadline, steps_left)

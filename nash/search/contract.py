@@ -132,3 +132,16 @@ def write_results(run: RunDir, method: str, final: dict, start: dict | None = No
 
 def time_left(deadline: float | None) -> float:
     return math.inf if deadline is None else deadline - time.time()
+
+
+def timed_epochs(train_one_epoch, quick: float = 10.0) -> tuple[float, list]:
+    """Seconds per epoch, for planning a budget, and the results of the epochs trained for it.
+
+    The first epoch of a process carries one-off costs (allocations, kernel selection) that can
+    make it several times slower than the next on small data; when it was quick (< `quick`
+    seconds) a second one is trained and its time is the answer."""
+    results = [train_one_epoch()]
+    if results[0].seconds < quick:
+        results.append(train_one_epoch())
+    return results[-1].seconds, results
+

@@ -19,7 +19,7 @@ from ..report import write_climb_report
 from ..rundir import RunDir
 from ..train import evaluate, sgdr_train
 from .climb import make_start_net, net_from_state, net_state
-from .contract import SearchConfig, time_left, write_results
+from .contract import SearchConfig, time_left, timed_epochs, write_results
 
 CHUNK = 0.1  # of the cycle, between checkpoints
 
@@ -59,9 +59,9 @@ def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, deadline: float | N
         run.event("start", **start, val_loss=val_loss)
         state = {"best": net_state(net), "start": start, "u": 0.0, "done": 0, "opt": None, "epoch_seconds": None}
         if deadline is not None:
-            # as the climb does: one epoch at lr_start times the net, then the cycle is planned
-            probe = train(net, 1, (0.0, 0.0), cfg.seed)
-            state.update(best=net_state(net), done=1, opt=probe.opt_state, epoch_seconds=probe.seconds)
+            # as the climb does: an epoch or two at lr_start time the net, then the cycle is planned
+            seconds, probes = timed_epochs(lambda: train(net, 1, (0.0, 0.0), cfg.seed))
+            state.update(best=net_state(net), done=len(probes), opt=probes[-1].opt_state, epoch_seconds=seconds)
         run.save_checkpoint(state)
     net = net_from_state(state["best"]).to(data.train_x.device)
     bar = rep.task("train", cfg.epochs if deadline is None else None)

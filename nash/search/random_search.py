@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
 
 from morphisms import random_morphisms
 
@@ -25,10 +24,10 @@ from ..data import DataSplits
 from ..errors import NashError, OptionError
 from ..report import write_climb_report
 from ..rundir import RunDir
-from ..train import evaluate
+from ..train import evaluate, sgdr_train
 from . import plan
-from .climb import child_seed, make_start_net, net_from_state, net_state
-from .contract import SearchConfig, time_left, write_results
+from .climb import ClimbConfig, child_seed, make_start_net, net_from_state, net_state
+from .contract import SearchConfig, time_left, timed_epochs, write_results
 from .executors import LocalExecutor, TrainJob, TrainSettings, train_candidate
 
 
@@ -75,13 +74,14 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, deadline: float
     device = data.train_x.device
     state = run.load_checkpoint()
     if state is None:
-        steps = plan.planned_steps(cfg.n_neigh, plan_share(cfg)) if deadline is not None else 5
+        steps = plan.planned_steps(cfg.n_neigh, ClimbConfig.search_share) if deadline is not None else 5
         epochs = cfg.epoch_neigh
         if deadline is not None:
             # a candidate trains as long as a climb's step winner: its rungs' share of the cycle
-            probe = train_candidate(TrainJob(0, make_start_net(cfg, data).to(device), 1, (0.0, 0.0), cfg.seed),
-                                    (data, settings))
-            cycle_epochs = time_left(deadline) / max(probe.seconds, 1e-9) * (1 - plan_share(cfg))
+            probe_net = make_start_net(cfg, data).to(device)
+            seconds, _ = timed_epochs(lambda: train_candidate(TrainJob(0, probe_net, 1, (0.0, 0.0), cfg.seed),
+                                                              (data, settings)))
+            cycle_epochs = time_left(deadline) / max(seconds, 1e-9) * (1 - ClimbConfig.search_share)
             winner_epochs = sum(e for _, e in plan.halving_rungs(cfg.n_neigh, 1)) * plan.SLICE_SHARE
             epochs = max(1, round(winner_epochs * cycle_epochs))
         # candidates are tried until this point of the run's clock; the rest trains the winner
@@ -124,12 +124,15 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, deadline: float
             per_epoch = max(state["tried"][state["best_key"]]["seconds"] / max(state["tried"][state["best_key"]]["epochs"], 1),
                             1e-9)
             epochs = max(1, math.floor((time_left(deadline) - 3.0 - 0.2 * per_epoch) / (per_epoch * 1.05)))
-        out = train_candidate(TrainJob(0, best, epochs, (0.0, 1.0), cfg.seed + 1, required=True), (data, settings))
-        if out.failed:
-            raise NashError(f"random: the winner's training failed ({out.failed}); lower --lr-start")
+        # the deadline stops it after the epoch in flight: a budget holds even when epochs slow down
+        res = sgdr_train(best, data.train_x, data.train_y, epochs, cfg.lr_start, cfg.lr_end, batch_size=cfg.batch_size,
+                         aug=aug, mixup_alpha=cfg.mixup, seed=cfg.seed + 1, deadline=deadline)
+        if res.failed:
+            raise NashError(f"random: the winner's training failed ({res.failed}); lower --lr-start")
+        val_acc, _ = evaluate(best, data.val_x, data.val_y)
         test_acc, _ = evaluate(best, data.test_x, data.test_y)
-        state["final"] = {"val_acc": out.val_acc, "test_acc": test_acc, "params": best.num_params(),
-                          "epochs": out.epochs}
+        state["final"] = {"val_acc": val_acc, "test_acc": test_acc, "params": best.num_params(),
+                          "epochs": res.epochs}
         state["best"] = net_state(best)
         run.event("final", **state["final"])
         run.save_checkpoint(state)
@@ -138,12 +141,6 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, deadline: float
     return write_results(run, "random", state["final"], candidates=len(state["tried"]),
                          search_seconds=state["search_seconds"],
                          sequence_length=state["length"], candidate_epochs=state["epochs"])
-
-
-def plan_share(cfg: RandomConfig) -> float:
-    """The climb's default search share, for sizing sequences and candidates alike."""
-    from .climb import ClimbConfig
-    return ClimbConfig.search_share
 
 
 def _rank(rec: dict) -> tuple:
