@@ -110,4 +110,5 @@ def main():
 
 
 if __name__ == "__main__":
+    torch.set_flush_denormal(True)  # as the nash CLI does at process start (both paths alike)
     main()

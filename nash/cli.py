@@ -65,6 +65,11 @@ class OneLineGroup(click.Group):
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """nash: neural architecture search by network morphisms (NASH) and DARTS-family search."""
+    # Process-wide state is set once, here where the process starts, never by library calls:
+    # denormal floats (tiny momentum buffers and BN statistics late in a cosine cycle) take a
+    # slow path on x86 CPUs.
+    import torch
+    torch.set_flush_denormal(True)
 
 
 def data_options(fn):
@@ -338,8 +343,8 @@ def show(run_dir):
     run = RunDir.open(run_dir)
     console = Console()
     cfg = run.config
-    console.print(f"[bold]{run.path}[/bold]  ({cfg.get('command', '?')})")
-    inner = cfg.get(cfg.get("command"), cfg)
+    console.print(f"[bold]{run.path}[/bold]  ({cfg.get('method') or cfg.get('command', '?')})")
+    inner = cfg.get("config", cfg)
     if isinstance(inner, dict):
         console.print(", ".join(f"{k}={v}" for k, v in inner.items() if v is not None))
     steps = run.events("step")
