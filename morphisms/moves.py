@@ -2,7 +2,8 @@
 
 A `Move` is a small value (kind + arguments) that can be printed, stored in JSON and applied
 again; `moves(net)` lists the applicable ones in a fixed order, so that a seeded
-`random_morphisms` makes the same choices every time.
+`random_morphisms` makes the same choices every time. The random weights a move adds come from
+the `seed` it is applied with, so (parent, move, seed) fixes the child, weights included.
 """
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ class Move:
             raise MorphismError(f"unknown morphism {kind!r} (known: {', '.join(MORPHISMS)})")
         return cls(kind, tuple(sorted(args.items())))
 
-    def apply(self, net: Network, calibrate=None) -> Network:
-        return MORPHISMS[self.kind](net, **dict(self.args), calibrate=calibrate)
+    def apply(self, net: Network, calibrate=None, seed: int = 0) -> Network:
+        return MORPHISMS[self.kind](net, **dict(self.args), calibrate=calibrate, seed=seed)
 
     def to_json(self) -> dict:
         return {"kind": self.kind, **dict(self.args)}
@@ -96,12 +97,18 @@ def _divides(s, d) -> bool:
     return s[1] % d[1] == 0 and s[2] % d[2] == 0 and s[1] // d[1] == s[2] // d[2]
 
 
-def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MORPHISMS)):
+def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MORPHISMS), max_macs=None):
     """Apply `n` random applicable morphisms; return (child, [Move, ...]) in the order applied.
 
     Each step picks a morphism kind uniformly among those applicable, then one of its moves
     uniformly, so frequent kinds (there are many more skips than widens) do not crowd out the
-    rest. `rng` is an int seed or a `random.Random`; the same seed gives the same child."""
+    rest. `rng` is an int seed or a `random.Random`; each move's weight seed is drawn from it
+    too, so the same seed gives the same child, weights included, whatever the state of torch's
+    global generator (which is left untouched).
+
+    `max_macs`: a move that would make the child cost more multiply-accumulates per input is
+    drawn again from the other moves (a search on a budget caps how much a child may grow);
+    fewer than `n` moves are applied when no move fits."""
     unknown = [k for k in kinds if k not in MORPHISMS]
     if unknown:
         raise MorphismError(f"unknown morphism(s) {unknown} (known: {', '.join(MORPHISMS)})")
@@ -109,12 +116,18 @@ def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MO
     applied = []
     for _ in range(n):
         options = moves(net, kinds)
-        if not options:
+        child = None
+        while options and child is None:
+            by_kind = {}
+            for m in options:
+                by_kind.setdefault(m.kind, []).append(m)
+            move = rng.choice(by_kind[rng.choice(sorted(by_kind))])
+            child = move.apply(net, calibrate=calibrate, seed=rng.getrandbits(63))
+            if max_macs is not None and child.macs() > max_macs:
+                options.remove(move)
+                child = None
+        if child is None:
             break
-        by_kind = {}
-        for m in options:
-            by_kind.setdefault(m.kind, []).append(m)
-        move = rng.choice(by_kind[rng.choice(sorted(by_kind))])
-        net = move.apply(net, calibrate=calibrate)
+        net = child
         applied.append(move)
     return net, applied
