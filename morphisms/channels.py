@@ -3,7 +3,8 @@
 Widening a conv, or concatenating a skip branch onto a node's output, gives some tensors more
 channels. Channels are tied: a BN, ReLU or pool passes its input's channels straight through,
 and an add needs all its inputs laid out alike. So growth spreads over a *tied class* of nodes;
-every learned layer ("mix") that produces a member grows new filters (random, to break symmetry),
+every learned layer ("mix") that produces a member grows new filters (random, to break symmetry;
+drawn from the edit's seeded generator),
 and every learned layer that reads a member gets zero weights for the new channels, so the
 function is unchanged. A concat that reads a member grows too, at an offset, and spreads on.
 
@@ -118,8 +119,9 @@ def _concat_layout(g, shapes, c, grown):
 def grow_module(old: nn.Module, new: nn.Module, out_layout=None, in_layout=None) -> nn.Module:
     """Copy `old`'s weights into the larger `new` at the layouts' old positions.
 
-    New output filters keep `new`'s fresh random init; new input columns are zeroed (so
-    they add nothing); new BN channels are identities. Works for conv, linear and BN."""
+    New output filters keep `new`'s fresh random init (the edit's seeded draw); new input
+    columns are zeroed (so they add nothing); new BN channels are identities. Works for conv,
+    linear and BN."""
     with torch.no_grad():
         if isinstance(new, nn.modules.batchnorm._BatchNorm):
             idx = torch.as_tensor(out_layout[0], device=new.running_mean.device)
@@ -171,6 +173,5 @@ def apply_growth(edit, grown: dict, readers: dict) -> None:
             continue  # relu, pools, concat: nothing to carry over
         if g.nodes[n]["kind"] == "add":
             continue  # the scalar lam is the same for any width
-        spec = LAYERS[g.nodes[n]["kind"]]
-        fresh = spec.build(g.nodes[n], [edit.shapes[u] for u in inputs_of(g, n)]).to(edit.device, edit.dtype)
+        fresh = edit.build(n, [edit.shapes[u] for u in inputs_of(g, n)]).to(edit.device, edit.dtype)
         edit.modules[n] = grow_module(old, fresh, grown.get(n), readers.get(n))

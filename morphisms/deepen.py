@@ -10,13 +10,15 @@ from .network import Network
 DEEPEN_AFTER = ("relu", "maxpool", "avgpool", "add", "concat")
 
 
-def deepen(net: Network, after: str, kernel_size: int = 3, calibrate: torch.Tensor | None = None) -> Network:
+def deepen(net: Network, after: str, kernel_size: int = 3, calibrate: torch.Tensor | None = None,
+           seed: int = 0) -> Network:
     """A child with Conv(k x k, identity)-BN(identity)-ReLU inserted after node `after`.
 
     `after` must have a non-negative output (a ReLU, or a pool or merge of ReLUs), so the new
     ReLU is the identity too. With `calibrate` (a batch), the BN is set from that batch's
-    statistics, so the child also matches in train mode on it."""
-    e = Edit(net, f"deepen after {after!r}")
+    statistics, so the child also matches in train mode on it. `seed` is accepted for a uniform
+    signature: the inserted layers are identities, nothing random."""
+    e = Edit(net, f"deepen after {after!r}", seed)
     e.need_node(after)
     shape = e.shapes[after]
     if e.kind(after) in ("output", "aux_output"):

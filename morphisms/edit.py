@@ -1,24 +1,28 @@
 """A child under construction: the parent's graph and modules, copied, to be changed and sealed.
 
-Every morphism starts from `Edit(parent)` and ends with `edit.finish()`, so no morphism can
-touch its parent: the graph and every module are copies.
+Every morphism starts from `Edit(parent, what, seed)` and ends with `edit.finish()`, so no
+morphism can touch its parent: the graph and every module are copies. Every random weight a
+child gets comes from the edit's own generator, seeded by the morphism's `seed`, so a child is a
+pure function of parent and seed and torch's global generator is never drawn from.
 """
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
 
 from .errors import MorphismError
 from .graph import add_layer, infer_shapes, inputs_of
-from .layers import LAYERS, layer
+from .layers import LAYERS, DropPath, layer
 from .network import Network
 
 
 class Edit:
-    def __init__(self, parent: Network, what: str):
+    def __init__(self, parent: Network, what: str, seed: int = 0):
         self.parent = parent
+        self.generator = torch.Generator().manual_seed(int(seed))
         self.what = what  # e.g. "deepen after 'relu3'", the prefix of every error
         self.g = parent.graph.copy()
         self.modules = {n: copy.deepcopy(m) for n, m in parent.layers.items()}
@@ -51,9 +55,18 @@ class Edit:
         in_shapes = [self.shapes[u] for u in inputs]
         self.shapes[name] = tuple(layer(kind).infer(self.g.nodes[name], in_shapes))
         if module is None:
-            module = layer(kind).build(self.g.nodes[name], in_shapes)
+            module = self.build(name, in_shapes)
         self.modules[name] = module.to(self.device, self.dtype)
         return name
+
+    def build(self, node: str, in_shapes) -> nn.Module:
+        """`node`'s module, its random weights drawn from this edit's generator only."""
+        # torch's constructors draw their default init from the global generator: fork it, so
+        # its state is as before, then redraw what was drawn from ours
+        with torch.random.fork_rng(devices=[]):
+            module = layer(self.kind(node)).build(self.g.nodes[node], in_shapes)
+        seeded_init(module, self.generator)
+        return module
 
     def refresh_shapes(self):
         self.shapes = infer_shapes(self.g)
@@ -62,6 +75,19 @@ class Edit:
         child = Network(self.g, self.modules)
         child.train(self.parent.training)
         return child
+
+
+def seeded_init(module: nn.Module, generator: torch.Generator) -> None:
+    """Re-draw every conv and linear weight and bias as torch's default init does (uniform in
+    +-1/sqrt(fan_in), i.e. kaiming_uniform with a=sqrt(5)), but from `generator`. The other
+    registered kinds hold no random init (BN starts at ones and zeros, an add's lam is given)."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
+                bound = 1.0 / math.sqrt(max(m.weight[0].numel(), 1))
+                m.weight.uniform_(-bound, bound, generator=generator)
+                if m.bias is not None:
+                    m.bias.uniform_(-bound, bound, generator=generator)
 
 
 def is_nonneg(net_or_edit, node: str, _memo=None) -> bool:
@@ -116,6 +142,11 @@ def batch_stats(parent: Network, x: torch.Tensor, node: str):
     """Per-channel (mean, biased var) of `node`'s output on batch `x`, parent in train mode
     (as the child will see it in train mode), leaving the parent's running stats untouched."""
     probe = copy.deepcopy(parent).train()
+    for m in probe.modules():
+        if isinstance(m, DropPath):
+            # drop path is noise on top of the function, and it draws from the global generator:
+            # calibrate on the noiseless function, so the stats are a pure function of the batch
+            m.drop_prob = 0.0
     with torch.no_grad():
         a = probe.activations(x, [node])[node].to(torch.float64)
     dims = (0, 2, 3) if a.dim() == 4 else (0,)

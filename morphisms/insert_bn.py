@@ -8,9 +8,11 @@ from .graph import redirect_consumers
 from .network import Network
 
 
-def insert_bn(net: Network, after: str, calibrate: torch.Tensor | None = None) -> Network:
-    """A child with an identity BN after `after` (eval mode; and train mode on `calibrate`)."""
-    e = Edit(net, f"insert_bn after {after!r}")
+def insert_bn(net: Network, after: str, calibrate: torch.Tensor | None = None, seed: int = 0) -> Network:
+    """A child with an identity BN after `after` (eval mode; and train mode on `calibrate`).
+
+    `seed` is accepted for a uniform signature: an identity BN has nothing random."""
+    e = Edit(net, f"insert_bn after {after!r}", seed)
     e.need_node(after)
     if e.kind(after) in ("output", "aux_output"):
         e.fail("cannot insert after the output")

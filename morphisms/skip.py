@@ -62,11 +62,13 @@ def concat_plan(e: Edit, dst: str, branch_channels: int):
     return grown, readers
 
 
-def add_skip(net: Network, src: str, dst: str, mode: str = "add", calibrate=None) -> Network:
+def add_skip(net: Network, src: str, dst: str, mode: str = "add", calibrate=None, seed: int = 0) -> Network:
     """A child with a skip connection from `src` into `dst`'s output (same function).
 
-    `calibrate` is accepted for a uniform signature; a skip inserts no BN."""
-    e = Edit(net, f"add_skip {src!r} -> {dst!r} ({mode})")
+    A 1x1 conv on the branch, and filters that a concat makes grow, are drawn from a generator
+    seeded with `seed` (never torch's global one). `calibrate` is accepted for a uniform
+    signature; a skip inserts no BN."""
+    e = Edit(net, f"add_skip {src!r} -> {dst!r} ({mode})", seed)
     factor = _check(e, src, dst, mode)
     branch_channels = e.shapes[src][0]
     if mode == "concat":

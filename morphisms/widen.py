@@ -29,11 +29,13 @@ def widen_plan(e: Edit, node: str, factor: float):
     return plan_growth(e.g, e.shapes, node, list(range(old)), new, e.fail)
 
 
-def widen(net: Network, node: str, factor: float = 2.0, calibrate=None) -> Network:
+def widen(net: Network, node: str, factor: float = 2.0, calibrate=None, seed: int = 0) -> Network:
     """A child whose conv/linear `node` has round(factor * width) output channels.
 
-    `calibrate` is accepted for a uniform signature; widening inserts no BN, so it needs none."""
-    e = Edit(net, f"widen {node!r}")
+    The new filters are drawn from a generator seeded with `seed` (never torch's global one),
+    so the same parent and seed give the same child, weights included. `calibrate` is accepted
+    for a uniform signature; widening inserts no BN, so it needs none."""
+    e = Edit(net, f"widen {node!r}", seed)
     grown, readers = widen_plan(e, node, factor)
     apply_growth(e, grown, readers)
     return e.finish()
