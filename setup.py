@@ -7,7 +7,13 @@ Dependencies and why:
 - numpy, click (CLI), rich (progress bars, tables), matplotlib (run plots, architecture drawings).
 - scikit-learn: ships the 8x8 digits data set in its wheel, the built-in default data (no download).
 - torchvision is an extra ([vision]): only the image-folder data set and nothing in the core use it.
-- ray is an extra ([ray]) for training children on a cluster; onnx ([onnx]) for ONNX export.
+- ray is an extra ([ray]) for training a step's candidates in parallel (--executor ray); [onnx]
+  for ONNX export: onnx, and onnxscript, which torch's current (dynamo) ONNX exporter translates with.
+  ray>=2.9: the oldest with what the executor uses (fractional num_gpus, max_retries, ray.wait,
+  ray.init's _temp_dir and include_dashboard) and wheels for the Python versions nash supports.
+- [test] adds onnxruntime (a CPU wheel, no CUDA), so the tests run an exported ONNX file, and ray,
+  so CI runs the ray executor's tests (tests/test_ray.py) on a local Ray: its wheel pulls no
+  CUDA packages (only msgpack beside what is here), ~240 MB installed, ~20 s to install.
 """
 from setuptools import find_packages, setup
 
@@ -20,7 +26,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["nash", "nash.*", "morphisms", "morphisms.*"]),
     install_requires=[
-        "torch>=2.1",
+        "torch>=2.6",  # torch.export with Dim, the dynamo ONNX exporter
         "networkx>=3.0",
         "numpy>=1.24",
         "click>=8.1",
@@ -29,8 +35,9 @@ setup(
         "scikit-learn>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "hypothesis>=6.80", "onnx>=1.14"],
-        "onnx": ["onnx>=1.14"],
+        "test": ["pytest>=7.4", "hypothesis>=6.80", "onnx>=1.14", "onnxscript>=0.7", "onnxruntime>=1.17",
+                 "ray>=2.9"],
+        "onnx": ["onnx>=1.14", "onnxscript>=0.7"],
         "ray": ["ray>=2.9"],
         "vision": ["torchvision>=0.16"],
     },

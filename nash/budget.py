@@ -25,10 +25,3 @@ def parse_budget(text: str) -> float:
     if seconds <= 0:
         raise BudgetError(f"budget {text!r} is zero; give a positive duration like 5m")
     return seconds
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return (f"{h}h" if h else "") + (f"{m:02d}m" if h else (f"{m}m" if m else "")) + f"{s:02d}s"

@@ -14,7 +14,6 @@ class Reporter:
     def __init__(self, quiet: bool = False):
         self.console = Console(stderr=True)
         self.bars = not quiet and self.console.is_terminal
-        self.quiet = quiet
         self._progress = None
         self._t0 = time.time()
 

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from morphisms import Network
 
-from .draw import draw_network, pyplot, save_figure, to_dot
+from .draw import draw_network, figure, save_figure, to_dot
 from .rundir import RunDir, atomic_write_bytes
 
 
 def plot_climb(run: RunDir, path) -> None:
-    plt = pyplot()
     children = [e for e in run.events("child") if e.get("val_acc") is not None]
     start = run.events("start")
     steps = run.events("step")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = figure((11, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     if start:
         ax1.scatter([0], [start[0]["val_acc"]], c="k", marker="s", label="start net")
         ax2.scatter([0], [start[0]["params"]], c="k", marker="s")

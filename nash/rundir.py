@@ -19,7 +19,6 @@ from .errors import NashError
 CONFIG = "config.json"
 EVENTS = "events.jsonl"
 CHECKPOINT = "checkpoint.pt"
-RESULTS = "results.json"
 
 
 class RunDirError(NashError, ValueError):

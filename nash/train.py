@@ -29,10 +29,6 @@ class TrainResult:
     failed: str | None = None  # why training stopped early (a non-finite loss), else None
     opt_state: dict | None = None  # the optimizer's state (momentum), to continue the cycle later
 
-    @property
-    def images_per_second(self) -> float:
-        return self.images / max(self.seconds, 1e-9)
-
 
 def cosine_lr(step: float, total: float, lr_start: float, lr_end: float) -> float:
     return lr_end + 0.5 * (lr_start - lr_end) * (1 + math.cos(math.pi * step / max(total, 1)))

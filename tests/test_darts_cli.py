@@ -7,7 +7,8 @@ from morphisms import Network
 from nash.cli import main
 
 TINY_SEARCH = ["--epochs", "1", "--layers", "3", "--channels", "2", "--batch-size", "32", "--subset", "160",
-               "--train-epochs", "2", "--train-channels", "4", "--train-layers", "3", "--quiet"]
+               "--train-epochs", "6", "--train-batch-size", "16", "--train-channels", "4", "--train-layers", "3",
+               "--quiet"]
 
 
 def test_darts_search_trains_its_genotype_and_seeds_a_climb(tmp_path):
@@ -18,7 +19,9 @@ def test_darts_search_trains_its_genotype_and_seeds_a_climb(tmp_path):
               "results.json", "best/graph.json", "best/weights.pt", "cells.png", "architecture.dot"):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())
-    assert 0 <= res["final"]["test_acc"] <= 1 and res["final"]["params"] > 0
+    # ten classes, chance is 0.1; the derived net's training on 144 images measured 0.43-0.65
+    # over seeds and genotypes
+    assert res["final"]["test_acc"] > 0.3 and res["final"]["params"] > 0
     assert res["genotype"] == (out / "genotype.txt").read_text().strip()
     net = Network.load(out / "best")
     assert net.num_params() == res["params_with_aux"]

@@ -229,9 +229,15 @@ def test_same_function_as_independent_impl(genotype, size, layers, aux):
 def test_lowered_nets_run_forward(size):
     for g in (DARTS_V1, DARTS_V2):
         net = lower(g, channels=6, layers=3, num_classes=7, in_channels=1, input_size=size, drop_path=0.3)
-        out = net.train()(torch.randn(4, 1, size, size))
+        x = torch.randn(4, 1, size, size)
+        out = net.train()(x)
         assert out.shape == (4, 7) and torch.isfinite(out).all()
         out.sum().backward()
+        # every weight takes part: a finite gradient reaches each one
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+        # drop path is training noise only: eval mode is a deterministic function
+        net.eval()
+        assert torch.equal(net(x), net(x))
 
 
 def test_save_load_round_trip(tmp_path):
@@ -279,7 +285,12 @@ def test_bad_sizes_and_genotypes_fail_clearly():
         lower(DARTS_V2, 4, 3, auxiliary=True, input_size=16)
     with pytest.raises(GraphError, match="positive even"):
         lower(DARTS_V2, 5, 3)
-    with pytest.raises(GenotypeError):
+    with pytest.raises(GenotypeError, match="missing field.*reduce"):
         lower("Genotype(normal=[])", 4, 3)
-    assert isinstance(lower("DARTS_V2", 4, 3, input_size=8), Network)
-    assert isinstance(Genotype.parse(str(DARTS_V2)), Genotype)
+    with pytest.raises(GenotypeError, match="unknown op 'bogus'"):
+        lower("Genotype(normal=[('bogus', 0)])", 4, 3)
+    with pytest.raises(GenotypeError, match="'DARTS_V9' is not a published genotype"):
+        lower("DARTS_V9", 4, 3)
+    # the ways of naming a genotype that are accepted name the same network
+    assert lower("DARTS_V2", 4, 3, input_size=8).to_json() == lower(DARTS_V2, 4, 3, input_size=8).to_json()
+    assert Genotype.parse(str(DARTS_V2)) == DARTS_V2

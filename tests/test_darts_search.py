@@ -10,7 +10,7 @@ from torch.func import functional_call
 from nash.darts import (DARTS_SPACE, FirstOrder, Genotype, SecondOrder, Supernet, run_search, search_config,
                         strategy_for, train_genotype)
 from nash.darts.search import SearchConfigError
-from nash.data import Augment, DataSplits
+from nash.data import Augment, DataSplits, load_dataset
 from nash.rundir import RunDir, RunDirError
 
 
@@ -202,7 +202,7 @@ def test_resumed_search_equals_uninterrupted_and_writes_its_outputs(tmp_path):
     for k, v in a["supernet"].items():
         assert torch.equal(v, b["supernet"][k]), k
     assert full["genotype"] == resumed["genotype"] and full["epochs_done"] == resumed["epochs_done"] == 2
-    assert a["epoch"] == 2 and a["scheduler"]["epoch"] == 2
+    assert a["epoch"] == 2 and "scheduler" not in a
 
     # outputs: genotype files, the plot, one event per epoch with the alphas' softmax
     for name in ("full", "killed"):
@@ -233,15 +233,24 @@ def test_budget_stops_between_epochs_and_resume_checks_the_config(tmp_path):
     assert more["epochs_done"] == 2 and more["stopped"] is None
 
 
-def test_config_errors_are_one_line():
-    for bad, fragment in ((dict(order=3), "order"), (dict(epochs=0), "epochs"), (dict(w_lr=-1), "w_lr"),
-                          (dict(budget_seconds=0), "budget_seconds"), (dict(selector="pt"), "selector")):
-        with pytest.raises(SearchConfigError, match=fragment):
-            search_config(bad)
-    assert search_config({"dataset": "cifar10"})["w_lr"] == 0.025  # foreign keys are ignored
+@pytest.mark.parametrize("bad", [dict(order=3), dict(epochs=0), dict(w_lr=-1), dict(budget_seconds=0),
+                                 dict(selector="bogus")])
+def test_config_errors_are_one_line(bad):
+    with pytest.raises(SearchConfigError) as e:
+        search_config(bad)
+    (key, value), = bad.items()
+    msg = str(e.value)
+    assert "\n" not in msg and key in msg and repr(value) in msg, msg
+
+
+def test_foreign_config_keys_are_ignored():
+    assert search_config({"dataset": "cifar10"})["w_lr"] == 0.025
 
 
 def test_train_genotype_helper():
-    net, result = train_genotype("DARTS_V2", random_data(n=16), epochs=1, channels=4, layers=3, batch_size=8)
-    assert result["epochs"] == 1 and 0 <= result["test_acc"] <= 1 and result["failed"] is None
+    data = load_dataset("digits", subset=800, seed=0)
+    net, result = train_genotype("DARTS_V2", data, epochs=3, channels=4, layers=3, batch_size=32)
+    assert result["epochs"] == 3 and result["failed"] is None
+    # ten classes, chance is 0.1; measured 0.56-0.74 over seeds 0-9 (0.72 with this one)
+    assert result["test_acc"] > 0.3
     assert result["params"] == net.num_params() == result["params_without_aux"]  # 8x8: no auxiliary head

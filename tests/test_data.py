@@ -31,8 +31,21 @@ def digits():
     return load_dataset("digits")
 
 
-def test_registry_names():
-    assert set(DATASETS) == {"digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "folder"}
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_registered_data_set_loads_or_names_what_it_needs(name, tmp_path):
+    """A data set that ships with nash loads as it is; one that needs files says, in one line,
+    which folder is missing, or that --data-dir is required."""
+    if not DATASETS[name].needs_data_dir:
+        s = load_dataset(name, subset=50)
+        assert s.train_x.shape[1:] == (s.in_channels, *s.image_size) and s.num_classes >= 2
+        assert set(s.train_y.unique().tolist()) <= set(range(s.num_classes))
+        return
+    missing = tmp_path / "nope"
+    with pytest.raises(DataError) as e:
+        load_dataset(name, data_dir=missing)
+    assert str(missing) in str(e.value) and name in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(DataError, match="--data-dir is required"):
+        load_dataset(name)
 
 
 def test_digits_sizes_and_types(digits):
@@ -374,7 +387,10 @@ def test_augment_reproducible_with_generator():
     aug = Augment(pad=2, flip=True, cutout=2)
     a = augment_batch(x, aug, torch.Generator().manual_seed(5))
     b = augment_batch(x, aug, torch.Generator().manual_seed(5))
-    assert torch.equal(a, b)
+    c = augment_batch(x, aug, torch.Generator().manual_seed(6))
+    assert not torch.equal(a, x)  # it augments
+    assert torch.equal(a, b)  # equal seeds, equal batches
+    assert not torch.equal(a, c)  # another seed, another batch
 
 
 def test_iterate_batches_covers_every_sample_once():

@@ -86,12 +86,51 @@ def test_calibrated_children_match_in_train_mode(seed):
     assert rel_err(y_child, y_parent) <= 1e-4, [str(m) for m in applied]
 
 
-def test_same_seed_same_child(tiny_net):
-    a, ma = random_morphisms(tiny_net, 10, rng=7)
-    b, mb = random_morphisms(tiny_net, 10, rng=7)
+def test_same_seed_same_child_weights_included():
+    torch.manual_seed(0)
+    parent = start_net(3, 10, widths=(4, 8, 8), input_size=16).eval()
+    a, ma = random_morphisms(parent, 8, rng=123)
+    torch.randn(100)  # moves torch's global generator on: the child must not depend on it
+    before = torch.get_rng_state()
+    b, mb = random_morphisms(parent, 8, rng=123)
+    assert torch.equal(torch.get_rng_state(), before)  # and drawing a child leaves it as it was
     assert ma == mb and a.to_json() == b.to_json()
-    c, mc = random_morphisms(tiny_net, 10, rng=8)
-    assert mc != ma
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert any(m.kind in ("widen", "add_skip") for m in ma)  # moves that draw new weights were made
+    c, mc = random_morphisms(parent, 8, rng=124)
+    sc = c.state_dict()
+    assert mc != ma or any(not torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_the_seed_sets_the_new_weights(tiny_net):
+    """Only the new filters depend on the seed; the inherited ones are the parent's."""
+    a, b, c = (widen(tiny_net, "conv5", 2.0, seed=s) for s in (1, 1, 2))
+    wa, wb, wc = (n.layers["conv5"].weight for n in (a, b, c))
+    assert torch.equal(wa, wb)
+    assert torch.equal(wa[:8], wc[:8]) and torch.equal(wa[:8], tiny_net.layers["conv5"].weight)
+    assert not torch.equal(wa[8:], wc[8:])
+    one = add_skip(tiny_net, "relu3", "relu11", "add", seed=1)  # 4 -> 8 channels: a 1x1 conv
+    two = add_skip(tiny_net, "relu3", "relu11", "add", seed=2)
+    conv = next(n for n in one.graph if n not in tiny_net.graph and one.graph.nodes[n]["kind"] == "conv")
+    assert not torch.equal(one.layers[conv].weight, two.layers[conv].weight)
+
+
+@pytest.mark.parametrize("call", [
+    lambda n, x: deepen(n, "relu3", calibrate=x, seed=3),
+    lambda n, x: widen(n, "conv1", 3, seed=3),
+    lambda n, x: add_skip(n, "relu3", "relu11", "add", seed=3),
+    lambda n, x: add_skip(n, "maxpool4", "relu11", "concat", seed=3),
+    lambda n, x: insert_bn(n, "conv5", calibrate=x, seed=3),
+    lambda n, x: random_morphisms(n, 10, rng=3, calibrate=x)[0],
+])
+def test_morphisms_leave_the_global_generator_alone(tiny_net, call):
+    x = torch.randn(4, 3, 16, 16)
+    before = torch.get_rng_state()
+    call(tiny_net, x)
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_moves_round_trip_as_json(tiny_net):
@@ -151,12 +190,20 @@ def test_impossible_morphisms_raise_one_clear_error(tiny_net, call, words):
         assert w in msg
 
 
-def test_no_move_shrinks_a_map_below_1x1():
-    for size in (1, 2, 3, 8):
-        net = start_net(1, 10, widths=(4, 4, 4), input_size=size)
-        assert min(s[1] for s in net.shapes.values() if len(s) == 3) >= 1
-        child, applied = random_morphisms(net, 30, rng=size)
-        assert all(min(s[1:]) >= 1 for s in child.shapes.values() if len(s) == 3)
+def test_every_listed_move_applies_on_tiny_inputs():
+    """moves() offers only what applies: on maps down to 1x1 every listed move succeeds and keeps
+    the function (a move that pooled a map below 1x1 would raise here)."""
+    for size in (1, 2, 3):
+        torch.manual_seed(size)
+        net = start_net(1, 10, widths=(4, 4, 4), input_size=size).eval()
+        net, _ = random_morphisms(net, 4, rng=size)  # skips and merges, so that more kinds of move exist
+        x = torch.randn(3, 1, size, size)
+        y = net.eval()(x)
+        options = moves(net)
+        assert {m.kind for m in options} == {"deepen", "widen", "add_skip", "insert_bn"}
+        for m in options:
+            child = m.apply(net)
+            assert rel_err(child.eval()(x), y) <= RTOL32, str(m)
 
 
 def _graph(*layers):
@@ -176,7 +223,10 @@ def _graph(*layers):
 def test_validator(make, words):
     g, last = make()
     if words is None:
-        Network(g)
+        # a valid graph: the shapes the validator infers are the ones a forward pass produces
+        net = Network(g).eval()
+        values = net.activations(torch.randn(2, *net.input_shape), list(net.shapes))
+        assert {n: tuple(v.shape[1:]) for n, v in values.items()} == net.shapes
         return
     with pytest.raises(GraphError) as e:
         Network(g)

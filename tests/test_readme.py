@@ -1,5 +1,6 @@
 """The README's Python example runs as written, and its commands are what CI runs."""
 import re
+import shlex
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -22,11 +23,21 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
     assert "DARTS_V2: 3,349,342 parameters" in out
 
 
+def commands(script: str) -> list[str]:
+    """The command lines of a shell script: no blank lines, no comments."""
+    return [l.strip() for l in script.splitlines() if l.strip() and not l.strip().startswith("#")]
+
+
 def test_ci_runs_the_readme_commands():
-    bash = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
-    install_and_test = [l for b in bash[:2] for l in b.splitlines() if l and not l.startswith("#")]
-    ci = (README.parent / ".ci" / "run").read_text()
-    assert any("pytest" in l for l in install_and_test)
-    for line in install_and_test:
-        if "pytest" in line:
-            assert line in ci
+    install_and_run, install_and_test = (commands(b) for b in re.findall(r"```bash\n(.*?)```", README.read_text(),
+                                                                         flags=re.S)[:2])
+    # one line each: the same torch guard, then install nash and run it, or test it
+    assert len(install_and_run) == 1 and len(install_and_test) == 1, (install_and_run, install_and_test)
+    guard, _, rest = install_and_test[0].partition("; ")
+    assert install_and_run[0].partition("; ")[0] == guard and "pip install torch==" in guard
+    install, _, test = rest.partition(" && ")
+    assert shlex.split(install) == ["pip", "install", "-e", ".[test]"]
+    assert shlex.split(test) == ["python", "-m", "pytest", "-q"]
+    # CI: the strict-mode and cd-to-the-repository prelude, then exactly README's test line
+    ci = commands((README.parent / ".ci" / "run").read_text())
+    assert ci == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', install_and_test[0]], ci
