@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from nash.cli import main
 
 QUICK = ["--steps", "3", "--n-neigh", "3", "--n-nm", "2", "--epoch-neigh", "3", "--epoch-final", "4",
-         "--pretrain-epochs", "4", "--widths", "8,8", "--subset", "600", "--seed", "5", "--quiet"]
+         "--pretrain-epochs", "4", "--widths", "16,16", "--subset", "600", "--seed", "5", "--quiet"]
 
 
 def comparable(events):
