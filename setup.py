@@ -9,8 +9,8 @@ Dependencies and why:
 - torchvision is an extra ([vision]): only the image-folder data set and nothing in the core use it.
 - ray is an extra ([ray]) for training a step's candidates in parallel (--executor ray); [onnx]
   for ONNX export: onnx, and onnxscript, which torch's current (dynamo) ONNX exporter translates with.
-  ray>=2.9: the oldest with what the executor uses (fractional num_gpus, max_retries, ray.wait,
-  ray.init's _temp_dir and include_dashboard) and wheels for the Python versions nash supports.
+  ray>=2.10: tests/test_ray.py passes on 2.10, 2.30 and 2.60; 2.9 imports pkg_resources,
+  which setuptools (81 on) no longer ships, so it fails to start in a fresh environment.
 - [test] adds onnxruntime (a CPU wheel, no CUDA), so the tests run an exported ONNX file, and ray,
   so CI runs the ray executor's tests (tests/test_ray.py) on a local Ray: its wheel pulls no
   CUDA packages (only msgpack beside what is here), ~240 MB installed, ~20 s to install.
@@ -36,9 +36,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.4", "hypothesis>=6.80", "onnx>=1.14", "onnxscript>=0.7", "onnxruntime>=1.17",
-                 "ray>=2.9"],
+                 "ray>=2.10"],
         "onnx": ["onnx>=1.14", "onnxscript>=0.7"],
-        "ray": ["ray>=2.9"],
+        "ray": ["ray>=2.10"],
         "vision": ["torchvision>=0.16"],
     },
     entry_points={"console_scripts": ["nash=nash.cli:main"]},

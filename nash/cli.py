@@ -120,6 +120,31 @@ def _run(name, cfg_kw: dict, out, resume, quiet, started, ctx=None, **kw):
                         **kw)
 
 
+def executor_options(fn):
+    """--executor and the ray executor's options, alike for climb and compare."""
+    for option in reversed([
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Who trains a step's candidates (compare: the runs): here one after another, or one "
+                          "Ray task each, in parallel (pip install 'nash[ray]')."),
+        click.option("--ray-address", default=None, help="ray: a running cluster (auto, HOST:PORT); default: a "
+                     "local Ray for this run."),
+        click.option("--gpus-per-candidate", type=float, default=None, help="ray: GPUs per candidate; a fraction "
+                     "shares a GPU (0.25: four a GPU). Default 1 where CUDA is available, else 0."),
+        click.option("--cpus-per-candidate", type=int, default=None, help="ray: CPUs (torch threads) per "
+                     "candidate. Default 1."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _executor(kw: dict):
+    """Take the executor options out of `kw` and build the executor (ray imported only for ray)."""
+    from .search.executors import make_executor
+    return make_executor(kw.pop("executor"), address=kw.pop("ray_address"),
+                         gpus_per_candidate=kw.pop("gpus_per_candidate"),
+                         cpus_per_candidate=kw.pop("cpus_per_candidate"))
+
+
 def _print_results(results: dict, out_hint: str) -> None:
     if "start" in results:
         s = results["start"]
@@ -161,13 +186,18 @@ def _print_results(results: dict, out_hint: str) -> None:
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/nash-<time>).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
 @click.option("--quiet", is_flag=True, help="Log lines instead of progress bars.")
+@executor_options
 @click.pass_context
 @one_line_errors
 def climb(ctx, out, resume, quiet, budget, widths, **kw):
     """Hill-climb with network morphisms (NASH), then train the winner."""
     started = time.time()
     kw.update(budget=_parse_budget(budget), widths=_parse_widths(widths))
-    results = _run("nash", kw, out, resume, quiet, started, ctx)
+    executor = _executor(kw)  # not part of the run's config: a resume may change it
+    try:
+        results = _run("nash", kw, out, resume, quiet, started, ctx, executor=executor)
+    finally:
+        executor.close()
     _print_results(results, str(Path(results["run_dir"]) / "results.json"))
 
 
@@ -270,8 +300,9 @@ def train_genotype_cmd(genotype, budget, out, quiet, **kw):
 @click.option("--set", "sets", multiple=True, metavar="[METHOD.]FIELD=VALUE",
               help="A config field for every method that has it, or for one method (darts.channels=8); repeatable.")
 @click.option("--quiet", is_flag=True)
+@executor_options
 @one_line_errors
-def compare(methods, seeds, budget, data, data_dir, subset, device, val_fraction, widths, out, sets, quiet):
+def compare(methods, seeds, budget, data, data_dir, subset, device, val_fraction, widths, out, sets, quiet, **ex):
     """Every searcher under the same budget, data and split: a table, JSON and a plot."""
     from .compare import parse_sets, run_compare
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -282,7 +313,12 @@ def compare(methods, seeds, budget, data, data_dir, subset, device, val_fraction
         overrides.setdefault("*", {})["widths"] = list(_parse_widths(widths))
     if seeds < 1:
         raise OptionError(f"--seeds must be at least 1, got {seeds}")
-    table = run_compare(names, seeds, common, overrides, out or default_run_path("compare"), quiet=quiet)
+    executor = _executor(ex)  # ray: every run at once, each a Ray task with these resources
+    try:
+        table = run_compare(names, seeds, common, overrides, out or default_run_path("compare"), quiet=quiet,
+                            executor=executor)
+    finally:
+        executor.close()
     click.echo(table)
 
 

@@ -1,7 +1,9 @@
 """`nash compare`: every chosen searcher under the same budget, data and split, over seeds.
 
 Run (method, seed) one after another, each in its own run directory `OUT/<method>-seed<k>`
-(a finished one is not re-run; an unfinished one is resumed), then write
+(a finished one is not re-run; an unfinished one is resumed), or with the ray executor each as
+one Ray task at once (the worker writes its run directory: a shared file system on a cluster),
+then write
 
 - compare.md: method, test accuracy mean +- std over seeds, parameters, search seconds, total
   seconds, and whether the lead over `random` and over `none` exceeds the seed spread;
@@ -49,12 +51,26 @@ def parse_sets(sets) -> dict:
     return out
 
 
-def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, out, quiet: bool = True,
-                progress=None) -> str:
-    """Run or resume the comparison in `out`; return the table (markdown). `overrides` maps a
-    method (or "*" for every method that has the field) to config fields."""
+def run_one(method: str, path: str, cfg, quiet: bool, device=None) -> dict:
+    """One run of a comparison, new (cfg) or resumed (cfg None), where an executor put it;
+    `device`: the device the executor gave it, for a config that says "auto"."""
     from .progress import Reporter
-    from .search import SEARCHERS, run_searcher, searcher
+    from .search import run_searcher
+    rep = Reporter(quiet)
+    if cfg is None:
+        return run_searcher(method, resume=path, reporter=rep)
+    if device is not None and cfg.device == "auto":
+        cfg = dataclasses.replace(cfg, device=str(device))
+    return run_searcher(method, cfg, out=path, reporter=rep)
+
+
+def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, out, quiet: bool = True,
+                progress=None, executor=None) -> str:
+    """Run or resume the comparison in `out`; return the table (markdown). `overrides` maps a
+    method (or "*" for every method that has the field) to config fields. `executor` runs the
+    runs (default: here, one after another)."""
+    from .search import SEARCHERS, searcher
+    from .search.executors import LocalExecutor
 
     for m in methods:
         searcher(m)  # unknown names fail before anything runs
@@ -74,7 +90,7 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CONFIG, setup)
 
-    runs = {}
+    runs, todo = {}, []
     for seed in range(seeds):
         for m in methods:
             path = out / f"{m}-seed{seed}"
@@ -89,14 +105,18 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
                     raise OptionError(f"--set {m}.{k}: {m} has no field {k!r}")
                 kw[k] = v
             kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
-            rep = Reporter(quiet)
-            if (path / "config.json").exists():
-                res = run_searcher(m, resume=path, reporter=rep)
-            else:
-                res = run_searcher(m, cls(**kw), out=path, reporter=rep)
-            runs[(m, seed)] = res
-            if progress is not None:
-                progress(m, seed, res)
+            resume = (path / "config.json").exists()
+            where = path if executor is None or executor.name == "local" else path.resolve()  # a worker's cwd differs
+            todo.append((m, seed, (m, str(where), None if resume else cls(**kw), quiet)))
+
+    def done(i, res):
+        m, seed, _ = todo[i]
+        runs[(m, seed)] = res
+        if progress is not None:
+            progress(m, seed, res)
+
+    (executor or LocalExecutor()).run_many(run_one, [args for _, _, args in todo], on_done=done)
+    runs = {(m, s): runs[(m, s)] for s in range(seeds) for m in methods if (m, s) in runs}  # table order
     rows = summarise(methods, seeds, runs)
     table = to_markdown(rows, common)
     atomic_write_bytes(out / "compare.md", (table + "\n").encode())

@@ -35,7 +35,7 @@ from ..rundir import RunDir
 from ..train import evaluate
 from . import plan
 from .contract import SearchConfig, time_left, timed_epochs, write_results
-from .executors import LocalExecutor, TrainJob, TrainOutcome, TrainSettings, train_candidate
+from .executors import ChildOrigin, LocalExecutor, TrainJob, TrainOutcome, TrainSettings, train_candidate
 
 SCHEDULES = ("budget", "paper")
 
@@ -118,6 +118,7 @@ class Candidate:
     net: Network
     moves: list = field(default_factory=list)
     is_parent: bool = False
+    origin: ChildOrigin | None = None  # how `net` is made from the parent, until it is trained
 
 
 class HillClimber:
@@ -379,10 +380,12 @@ class HillClimber:
         calibrated on one training batch. Each child is a pure function of (parent, seed)."""
         cfg = self.cfg
         calib = self.data.train_x[: cfg.batch_size]
-        candidates = [Candidate(copy.deepcopy(parent), [], is_parent=True)]
+        candidates = [Candidate(copy.deepcopy(parent), [], is_parent=True, origin=ChildOrigin(parent, 0, 0, None, []))]
         for j in range(1, cfg.n_neigh):
-            child, applied = random_morphisms(parent, cfg.n_nm, rng=child_seed(cfg.seed, step, j), calibrate=calib)
-            candidates.append(Candidate(child, applied))
+            seed = child_seed(cfg.seed, step, j)
+            child, applied = random_morphisms(parent, cfg.n_nm, rng=seed, calibrate=calib)
+            # the origin lets a remote executor ship the parent once and rebuild the child there
+            candidates.append(Candidate(child, applied, origin=ChildOrigin(parent, cfg.n_nm, seed, calib, applied)))
         return candidates
 
     def _step(self, candidates: list[Candidate], rungs, step: int, state: dict, deadline):
@@ -401,7 +404,7 @@ class HillClimber:
                     if deadline is not None else state["plan"]["rate"]
                 cycle = (state["u"], min(1.0, state["u"] + epochs / max(rate, 1e-9)))
             jobs = [TrainJob(j, candidates[j].net, epochs, cycle, child_seed(cfg.seed, step, j) + 7 + 101 * r,
-                             deadline=deadline, required=(j == alive[0]))
+                             deadline=deadline, required=(j == alive[0]), origin=candidates[j].origin)
                     for j in alive]
 
             def done(out, r=r):
@@ -412,6 +415,7 @@ class HillClimber:
                 cand = candidates[out.key]
                 if out.net is not None:
                     cand.net = out.net
+                cand.origin = None  # trained now: no longer a function of the parent
                 self._observe(state, cand.net, out)
                 self.run.event("child", step=step, rung=r, child=out.key, is_parent=cand.is_parent,
                                cycle=[round(cycle[0], 6), round(cycle[1], 6)],

@@ -9,15 +9,28 @@ Results never depend on the executor: a job carries everything that decides its 
 network with its weights, the slice of the schedule, the seed), and `train_candidate` is a pure
 function of (job, shared). `local` runs the jobs in this process, one after another; `ray`
 (nash.search.ray_executor) runs one Ray task per job.
+
+A job for a fresh (untrained) candidate may also say how its network was made: `origin`, the
+parent and the seed of `random_morphisms`. A remote executor then ships the parent once per step
+and rebuilds each child where it trains, instead of shipping every child; `local` ignores it.
+
+Every executor has `map(jobs, shared, on_done)`, `run_many(fn, calls, on_done)` (whole
+functions, e.g. the runs of `nash compare`), `parallelism` (how many jobs run at once) and
+`close()`; `make_executor(name, **options)` builds one by name.
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 import time
 from dataclasses import dataclass, field
 
-from morphisms import Network
+import torch
+
+from morphisms import Network, random_morphisms
 
 from ..data import Augment, DataSplits
+from ..errors import OptionError
 from ..train import evaluate, sgdr_train
 
 
@@ -40,6 +53,40 @@ class TrainJob:
     seed: int
     deadline: float | None = None  # a job that would start after it is skipped, not run
     required: bool = False  # runs even past the deadline (the parent: a step always has it)
+    origin: ChildOrigin | None = None  # how `net` was made from its parent, while it is untrained
+
+
+@dataclass
+class ChildOrigin:
+    """A fresh candidate as a pure function of its parent: `random_morphisms(parent, n,
+    rng=seed, calibrate=calibrate)` (n = 0: a copy of the parent). `moves` are the morphisms
+    that call drew where the candidate was made (before any executor saw it): a rebuild must
+    draw the same."""
+    parent: Network
+    n: int
+    seed: int
+    calibrate: torch.Tensor | None
+    moves: list
+
+    def build(self) -> Network:
+        if self.n == 0:
+            return copy.deepcopy(self.parent)
+        child, applied = random_morphisms(self.parent, self.n, rng=self.seed, calibrate=self.calibrate)
+        if list(applied) != list(self.moves):
+            raise RuntimeError(f"rebuilding a child drew {[str(m) for m in applied]}, not "
+                               f"{[str(m) for m in self.moves]}")
+        return child
+
+
+def net_fingerprint(net: Network) -> str:
+    """A digest of a network's graph and every tensor of its state, bit for bit."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(net.to_json()).encode())
+    for name, t in net.state_dict().items():
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 @dataclass
@@ -80,6 +127,7 @@ def train_candidate(job: TrainJob, shared: tuple[DataSplits, TrainSettings], on_
 class LocalExecutor:
     """In this process, one job after another (the default)."""
     name = "local"
+    parallelism = 1
 
     def map(self, jobs: list[TrainJob], shared, on_done=None) -> list[TrainOutcome]:
         outcomes = []
@@ -90,5 +138,38 @@ class LocalExecutor:
                 on_done(out)
         return outcomes
 
+    def run_many(self, fn, calls: list[tuple], on_done=None) -> list:
+        """fn(*args, device=None) for each args of `calls`, one after another; the results in
+        order. on_done(index, result) as each finishes. `device`: the device the executor gave
+        the call (None: the call's own choice)."""
+        results = []
+        for i, args in enumerate(calls):
+            results.append(fn(*args, device=None))
+            if on_done is not None:
+                on_done(i, results[-1])
+        return results
+
     def close(self) -> None:
         pass
+
+
+EXECUTORS = ("local", "ray")
+RAY_MISSING = "the ray executor needs Ray: pip install 'nash[ray]'"
+
+
+def make_executor(name: str = "local", **options):
+    """An executor by name; `options` (address, gpus_per_candidate, cpus_per_candidate, temp_dir)
+    are the ray executor's, and None means its default. Ray is imported only for `ray`."""
+    options = {k: v for k, v in options.items() if v is not None}
+    if name == "local":
+        if options:
+            raise OptionError(f"{', '.join('--' + k.replace('_', '-') for k in options)}: only for --executor ray")
+        return LocalExecutor()
+    if name == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise OptionError(RAY_MISSING) from None
+        from .ray_executor import RayExecutor
+        return RayExecutor(**options)
+    raise OptionError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

@@ -7,7 +7,8 @@ is trained with one SGDR cycle as long as the climb gives a step's winner, one a
 until the search's share of the budget is used; the best by validation accuracy (ties: lower
 validation loss) then gets the rest of the budget as the climb's winner does: one more cycle.
 Without a budget, `candidates` networks of epoch_neigh epochs, then epoch_final epochs.
-Resumable after every candidate.
+Candidates train through the executor in batches as wide as its parallelism (one at a time
+locally); each is recorded, in order, when its batch is done. Resumable after every batch.
 """
 from __future__ import annotations
 
@@ -91,28 +92,34 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, deadline: float
         run.event("random_start", length=state["length"], epochs=epochs)
         run.save_checkpoint(state)
     bar = rep.task("random candidates", cfg.candidates if deadline is None else None)
+    width = max(1, int(getattr(executor, "parallelism", 1)))
     i = len(state["tried"])
     while True:
         if deadline is None and i >= cfg.candidates:
             break
+        # a batch takes about as long as one candidate did (`wall` is its batch's)
         if deadline is not None and i > 0 and run.elapsed() + _mean_seconds(state) > state["search_ends"]:
             break
         began = run.elapsed()
-        net = random_network(cfg, data, i, state["length"]).to(device)
+        keys = range(i, i + (width if deadline is not None else min(width, cfg.candidates - i)))
+        nets = [random_network(cfg, data, k, state["length"]).to(device) for k in keys]
         search_deadline = None if deadline is None else time.time() + state["search_ends"] - run.elapsed()
-        out = train_candidate(TrainJob(i, net, state["epochs"], (0.0, 1.0), child_seed(cfg.seed, 0, 20_000 + i),
-                                       deadline=search_deadline, required=(i == 0)), (data, settings))
-        rec = {"candidate": i, "params": net.num_params(), "epochs": out.epochs, "seconds": out.seconds,
-               "wall": run.elapsed() - began,  # building (morphisms, calibration) and scoring too
-               "val_acc": out.val_acc, "val_loss": out.val_loss, "failed": out.failed}
-        run.event("candidate", **rec)
-        state["tried"].append(rec)
-        # highest validation accuracy, ties to the lower validation loss, then the earlier one
-        if out.ok and (state["best"] is None or _rank(rec) > _rank(state["tried"][state["best_key"]])):
-            state["best"], state["best_key"] = net_state(net), i
+        jobs = [TrainJob(k, net, state["epochs"], (0.0, 1.0), child_seed(cfg.seed, 0, 20_000 + k),
+                         deadline=search_deadline, required=(k == 0)) for k, net in zip(keys, nets)]
+        outs = executor.map(jobs, (data, settings))
+        wall = run.elapsed() - began  # building (morphisms, calibration) and scoring too
+        for k, net, out in zip(keys, nets, outs):
+            net = out.net if out.net is not None else net  # trained in place locally, a copy from afar
+            rec = {"candidate": k, "params": net.num_params(), "epochs": out.epochs, "seconds": out.seconds,
+                   "wall": wall, "val_acc": out.val_acc, "val_loss": out.val_loss, "failed": out.failed}
+            run.event("candidate", **rec)
+            state["tried"].append(rec)
+            # highest validation accuracy, ties to the lower validation loss, then the earlier one
+            if out.ok and (state["best"] is None or _rank(rec) > _rank(state["tried"][state["best_key"]])):
+                state["best"], state["best_key"] = net_state(net), k
+            rep.update(bar, completed=k + 1, info=f"best val {max(r['val_acc'] or 0 for r in state['tried']):.4f}")
         run.save_checkpoint(state)
-        rep.update(bar, completed=i + 1, info=f"best val {max(r['val_acc'] or 0 for r in state['tried']):.4f}")
-        i += 1
+        i = keys[-1] + 1
     rep.remove(bar)
     state.setdefault("search_seconds", run.elapsed())
     if state["best"] is None:
