@@ -175,6 +175,8 @@ def _print_results(results: dict, out_hint: str) -> None:
               "(without a budget; the budget schedule pretrains for 30% of the cycle).")
 @click.option("--search-share", type=float, default=0.2, show_default=True,
               help="budget schedule: the share of the budget spent on candidates that lose.")
+@click.option("--max-growth", type=float, default=2.0, show_default=True,
+              help="budget schedule: a child may cost at most this many times its parent per epoch (MACs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @data_options
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)

@@ -53,6 +53,7 @@ class ClimbConfig(SearchConfig):
     pretrain_epochs: int = 20
     steps: int | None = None  # None: 5 (the paper's 12-hour run) without a budget, else planned
     search_share: float = 0.2  # `budget` schedule: share of the budget for candidates that lose
+    max_growth: float | None = 2.0  # `budget` schedule: a child costs at most this times its parent
     batch_size: int = 128
     widths: tuple = (64, 128, 256)
     mixup: float = 0.0
@@ -75,6 +76,8 @@ class ClimbConfig(SearchConfig):
             raise OptionError(f"steps must be at least 0, got {self.steps}")
         if not 0 < self.search_share < 1:
             raise OptionError(f"search_share must be between 0 and 1, got {self.search_share}")
+        if self.max_growth is not None and not self.max_growth >= 1:
+            raise OptionError(f"max_growth must be at least 1 (or None: no cap), got {self.max_growth}")
         if not (self.lr_start > 0 and self.lr_end >= 0):
             raise OptionError(f"learning rates must be positive (lr_start {self.lr_start}, lr_end {self.lr_end})")
         if not self.widths or any(int(w) < 1 for w in self.widths):
@@ -380,12 +383,17 @@ class HillClimber:
         calibrated on one training batch. Each child is a pure function of (parent, seed)."""
         cfg = self.cfg
         calib = self.data.train_x[: cfg.batch_size]
+        # On a budget a child's cost is the lineage's: five random morphisms make a child cost
+        # 2-7x its parent per epoch (measured on the start net), and a winner that costs 5x
+        # leaves the rest of the cycle a fifth of the epochs. The budget schedule caps growth.
+        max_macs = int(cfg.max_growth * parent.macs()) if cfg.schedule == "budget" and cfg.max_growth else None
         candidates = [Candidate(copy.deepcopy(parent), [], is_parent=True, origin=ChildOrigin(parent, 0, 0, None, []))]
         for j in range(1, cfg.n_neigh):
             seed = child_seed(cfg.seed, step, j)
-            child, applied = random_morphisms(parent, cfg.n_nm, rng=seed, calibrate=calib)
+            child, applied = random_morphisms(parent, cfg.n_nm, rng=seed, calibrate=calib, max_macs=max_macs)
             # the origin lets a remote executor ship the parent once and rebuild the child there
-            candidates.append(Candidate(child, applied, origin=ChildOrigin(parent, cfg.n_nm, seed, calib, applied)))
+            candidates.append(Candidate(child, applied,
+                                        origin=ChildOrigin(parent, cfg.n_nm, seed, calib, applied, max_macs)))
         return candidates
 
     def _step(self, candidates: list[Candidate], rungs, step: int, state: dict, deadline):

@@ -59,7 +59,7 @@ class TrainJob:
 @dataclass
 class ChildOrigin:
     """A fresh candidate as a pure function of its parent: `random_morphisms(parent, n,
-    rng=seed, calibrate=calibrate)` (n = 0: a copy of the parent). `moves` are the morphisms
+    rng=seed, calibrate=calibrate, max_macs=max_macs)` (n = 0: a copy of the parent). `moves` are the morphisms
     that call drew where the candidate was made (before any executor saw it): a rebuild must
     draw the same."""
     parent: Network
@@ -67,11 +67,13 @@ class ChildOrigin:
     seed: int
     calibrate: torch.Tensor | None
     moves: list
+    max_macs: int | None = None
 
     def build(self) -> Network:
         if self.n == 0:
             return copy.deepcopy(self.parent)
-        child, applied = random_morphisms(self.parent, self.n, rng=self.seed, calibrate=self.calibrate)
+        child, applied = random_morphisms(self.parent, self.n, rng=self.seed, calibrate=self.calibrate,
+                                          max_macs=self.max_macs)
         if list(applied) != list(self.moves):
             raise RuntimeError(f"rebuilding a child drew {[str(m) for m in applied]}, not "
                                f"{[str(m) for m in self.moves]}")
