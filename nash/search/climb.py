@@ -197,10 +197,10 @@ class HillClimber:
                 candidates = self._fit_paper_step(candidates, step, state, deadline)
                 if candidates is None:
                     break
-                rungs = [(len(candidates), cfg.epoch_neigh)]
+                rungs, rate = [(len(candidates), cfg.epoch_neigh)], None
             else:
-                candidates, rungs = self._fit_budget_step(candidates, step, state, deadline)
-            best, winner = self._step(candidates, rungs, step, state, deadline)
+                candidates, rungs, rate = self._fit_budget_step(candidates, step, state, deadline)
+            best, winner = self._step(candidates, rungs, step, state, deadline, rate)
             state["step"] = step
             state["best"] = net_state(best)
             state["search_seconds"] = run.elapsed()  # until the last step's end
@@ -350,7 +350,7 @@ class HillClimber:
                 n -= 1
             if n < len(candidates):
                 self.rep.log(f"budget: step {step} with {n} of {len(candidates)} candidates")
-        return candidates[:n], plan.halving_rungs(n, first)
+        return candidates[:n], plan.halving_rungs(n, first), rate
 
     # ---------------------------------------------------------------- paper schedule
 
@@ -396,20 +396,20 @@ class HillClimber:
                                         origin=ChildOrigin(parent, cfg.n_nm, seed, calib, applied, max_macs)))
         return candidates
 
-    def _step(self, candidates: list[Candidate], rungs, step: int, state: dict, deadline):
-        """Successive halving over `rungs` [(candidates, epochs)]; the paper schedule is one
-        rung of full cycles. Returns (best net, its outcome)."""
+    def _step(self, candidates: list[Candidate], rungs, step: int, state: dict, deadline, rate=None):
+        """Successive halving over `rungs` [(candidates, epochs)] at `rate` epochs per unit of
+        the lineage's cycle (fixed for the whole step, so the rungs' slices keep their
+        proportions); the paper schedule is one rung of full cycles (rate None). Returns (best
+        net, its outcome)."""
         cfg = self.cfg
         alive = list(range(len(candidates)))
         bar = self.rep.task(f"step {step}", sum(c for c, _ in rungs))
         best_out = None
         for r, (count, epochs) in enumerate(rungs):
             alive = alive[:count]
-            if cfg.schedule == "paper":
+            if rate is None:
                 cycle = (0.0, 1.0)
             else:
-                rate = self._rate(candidates[0].net, state, deadline, len(state["plan"]["positions"]) - step + 1) \
-                    if deadline is not None else state["plan"]["rate"]
                 cycle = (state["u"], min(1.0, state["u"] + epochs / max(rate, 1e-9)))
             jobs = [TrainJob(j, candidates[j].net, epochs, cycle, child_seed(cfg.seed, step, j) + 7 + 101 * r,
                              deadline=deadline, required=(j == alive[0]), origin=candidates[j].origin)
