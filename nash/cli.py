@@ -116,7 +116,7 @@ def _run(name, cfg_kw: dict, out, resume, quiet, started, ctx=None, **kw):
     if resume:
         changes = _changes_on_resume(ctx, cfg_kw) if ctx is not None else {}
         return run_searcher(name, resume=resume, changes=changes, reporter=Reporter(quiet), started=started, **kw)
-    return run_searcher(name, searcher(name).config(**cfg_kw), out=out, reporter=Reporter(quiet), started=started,
+    return run_searcher(name, searcher(name).make(**cfg_kw), out=out, reporter=Reporter(quiet), started=started,
                         **kw)
 
 
@@ -291,7 +291,8 @@ def train_genotype_cmd(genotype, budget, out, quiet, **kw):
 
 @main.command()
 @click.option("--methods", default="nash,random,none,darts", show_default=True,
-              help="Comma-separated searchers to compare.")
+              help="Comma-separated searchers: nash, random, none, darts, and the DARTS variants sdarts-rs, "
+                   "sdarts-adv, darts-pt, milenas, nasp.")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per method (0, 1, ...).")
 @click.option("--budget", required=True, help="Wall-clock budget of each run: 3m, 30m, 12h, ...")
 @data_options

@@ -107,7 +107,7 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
             kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
             resume = (path / "config.json").exists()
             where = path if executor is None or executor.name == "local" else path.resolve()  # a worker's cwd differs
-            todo.append((m, seed, (m, str(where), None if resume else cls(**kw), quiet)))
+            todo.append((m, seed, (m, str(where), None if resume else SEARCHERS[m].make(**kw), quiet)))
 
     def done(i, res):
         m, seed, _ = todo[i]

@@ -8,7 +8,7 @@ see contract.py for what each must write and return.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..data import load_dataset
@@ -26,6 +26,11 @@ class Searcher:
     config: type[SearchConfig]
     run: Callable
     description: str
+    defaults: dict = field(default_factory=dict)  # config values that make this name (a variant)
+
+    def make(self, **kw) -> SearchConfig:
+        """The config for this name: its defaults, overridden by `kw`."""
+        return self.config(**{**self.defaults, **kw})
 
 
 SEARCHERS: dict[str, Searcher] = {
@@ -33,6 +38,12 @@ SEARCHERS: dict[str, Searcher] = {
     "random": Searcher(RandomConfig, run_random, "random morphism sequences, the best trained on"),
     "none": Searcher(NoneConfig, run_none, "the start net trained for the whole budget"),
     "darts": Searcher(DartsConfig, run_darts, "differentiable search (DARTS family) + training the result"),
+    # the DARTS variants by the names the literature uses, so `nash compare` can put them side by side
+    "sdarts-rs": Searcher(DartsConfig, run_darts, "SDARTS, random smoothing", {"smooth": "rs"}),
+    "sdarts-adv": Searcher(DartsConfig, run_darts, "SDARTS, adversarial smoothing", {"smooth": "adv"}),
+    "darts-pt": Searcher(DartsConfig, run_darts, "DARTS with perturbation-based selection", {"selector": "pt"}),
+    "milenas": Searcher(DartsConfig, run_darts, "MiLeNAS mixed-level", {"method": "milenas"}),
+    "nasp": Searcher(DartsConfig, run_darts, "NASP proximal", {"method": "nasp"}),
 }
 
 
