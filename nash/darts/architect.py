@@ -4,9 +4,18 @@
     strategy.step(supernet, (x_train, y_train), (x_val, y_val), w_optimizer, eta)
 
 `arch_grads` computes the gradient a strategy would apply and `step` applies it, so tests can
-compare gradients without touching the optimizer. A strategy may also choose the op weights of
-the following weight step (`weight_step_weights`): DARTS uses softmax(alpha) without a graph to
-the alphas; NASP would hand out one-hot weights there.
+compare gradients without touching the optimizer. A strategy also says which op weights the
+network runs with: `mixing_weights` (differentiable in the alphas: the architecture as the
+alpha gradient sees it) and `weight_step_weights` (the same, detached: what the weight step
+trains and what the supernet is evaluated with). DARTS and MiLeNAS use softmax(alpha); NASP
+the one-hot argmax architecture.
+
+Strategies (`strategy_for(method, order)`):
+  darts-1st  grad_alpha L_val(w, alpha)
+  darts-2nd  the unrolled gradient below
+  milenas    grad_alpha L_train + lam * grad_alpha L_val (MiLeNAS, He et al. 2020; first order)
+  nasp       the gradient at the discrete (one-hot) architecture, applied to plain alphas kept in
+             [0, 1] (NASP, Yao et al. 2020)
 
 Second order (DARTS eq. 7-8): the alpha gradient of L_val(w', alpha) at the virtual step
 w' = w - eta * (grad_w L_train(w) + momentum * buffer + wd * w), whose implicit part
@@ -19,6 +28,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .selection import argmax_mask
 
 
 def _grads(loss, params) -> list[torch.Tensor]:
@@ -38,15 +49,23 @@ class ArchStrategy:
         self.optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=lr, betas=tuple(betas),
                                           weight_decay=weight_decay)
 
-    def loss(self, supernet, batch, weights_normal=None, weights_reduce=None):
+    # whether the weight step may skip ops whose weight is exactly 0 (one host sync per forward)
+    skip_zero_ops = False
+
+    def mixing_weights(self, supernet) -> tuple[torch.Tensor, ...]:
+        """The op weights of the forward passes that the alpha gradient goes through."""
+        return supernet.op_weights()
+
+    def loss(self, supernet, batch, weights=None):
         x, y = batch
-        return self.criterion(supernet(x, weights_normal, weights_reduce), y)
+        return self.criterion(supernet(x, *(self.mixing_weights(supernet) if weights is None else weights)), y)
 
     def arch_grads(self, supernet, train_batch, val_batch, w_optimizer, eta) -> tuple[list[torch.Tensor], dict]:
         raise NotImplementedError
 
     def step(self, supernet, train_batch, val_batch, w_optimizer, eta: float) -> dict:
-        """One update of the alphas; returns {'val_loss': tensor} (no host sync)."""
+        """One update of the alphas; returns {'val_loss': tensor, ...}: scalar tensors the driver
+        averages over the epoch (no host sync)."""
         grads, info = self.arch_grads(supernet, train_batch, val_batch, w_optimizer, eta)
         for a, g in zip(supernet.arch_parameters(), grads):
             a.grad = g.detach()
@@ -54,10 +73,10 @@ class ArchStrategy:
         self.optimizer.zero_grad(set_to_none=True)
         return info
 
-    def weight_step_weights(self, supernet) -> tuple[torch.Tensor, torch.Tensor]:
-        """Op weights for the weight step; detached so the weight step builds no alpha graph."""
-        wn, wr = supernet.op_weights()
-        return wn.detach(), wr.detach()
+    def weight_step_weights(self, supernet) -> tuple[torch.Tensor, ...]:
+        """Op weights for the weight step and for evaluating the supernet; detached so the
+        weight step builds no alpha graph."""
+        return tuple(w.detach() for w in self.mixing_weights(supernet))
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict()}
@@ -140,18 +159,89 @@ class SecondOrder(ArchStrategy):
         return grads, {"val_loss": val_loss.detach()}
 
 
+class MixedLevel(ArchStrategy):
+    """MiLeNAS: grad_alpha L_train(w, alpha) + lam * grad_alpha L_val(w, alpha), L_train on the
+    weight batch, L_val on the alpha batch; the weight step is DARTS's (L_train). The authors'
+    code computes the two gradients in two separate passes, and so does this one."""
+
+    name = "milenas"
+
+    def __init__(self, supernet, lam: float = 1.0, **kw):
+        super().__init__(supernet, **kw)
+        self.lam = float(lam)
+
+    def arch_grads(self, supernet, train_batch, val_batch, w_optimizer, eta):
+        alphas = supernet.arch_parameters()
+        train_loss = self.loss(supernet, train_batch)
+        g_train = _grads(train_loss, alphas)
+        val_loss = self.loss(supernet, val_batch)
+        g_val = _grads(val_loss, alphas)
+        grads = [gt + self.lam * gv for gt, gv in zip(g_train, g_val)]
+        return grads, {"val_loss": val_loss.detach(), "train_loss": train_loss.detach()}
+
+
+class Proximal(ArchStrategy):
+    """NASP: the alphas are plain op weights (no softmax), started at 0.5 and clipped to [0, 1]
+    after every Adam step. Each step rounds them to the discrete architecture (`argmax_mask`: per
+    edge the strongest op; in the DARTS space only each node's 2 strongest edges, as the authors'
+    binarization keeps them), takes the gradient of L_val there, and applies it to the continuous
+    alphas. The weight step trains that discrete architecture and runs only its ops.
+
+    Followed on purpose from the authors' code: the init is exactly 0.5 (no noise); the alpha
+    gradient is the full d L_val / d (op weight) at the one-hot point, i.e. every op of every
+    edge runs in the alpha step (their updateType "alphas"), while the weight step runs only
+    the selected ops (their updateType "weights"). With the straight-through form
+    w = onehot + alpha - stop_grad(alpha) both facts are one line."""
+
+    name = "nasp"
+    skip_zero_ops = True
+
+    def __init__(self, supernet, **kw):
+        supernet.relaxation = "plain"
+        with torch.no_grad():
+            for a in supernet.arch_parameters():
+                a.fill_(0.5)
+        super().__init__(supernet, **kw)
+
+    def discrete_weights(self, supernet) -> tuple[torch.Tensor, ...]:
+        return tuple(argmax_mask(w.detach(), supernet.space) for w in supernet.op_weights())
+
+    def mixing_weights(self, supernet):
+        # value: the one-hot architecture (fixed edges included); gradient: identity to alpha
+        alphas = supernet.op_weights()
+        return supernet.apply_fixed(d + a - a.detach() for d, a in zip(self.discrete_weights(supernet), alphas))
+
+    def weight_step_weights(self, supernet):
+        return supernet.apply_fixed(self.discrete_weights(supernet))
+
+    def arch_grads(self, supernet, train_batch, val_batch, w_optimizer, eta):
+        loss = self.loss(supernet, val_batch)
+        return _grads(loss, supernet.arch_parameters()), {"val_loss": loss.detach()}
+
+    def step(self, supernet, train_batch, val_batch, w_optimizer, eta: float) -> dict:
+        info = super().step(supernet, train_batch, val_batch, w_optimizer, eta)
+        with torch.no_grad():
+            for a in supernet.arch_parameters():
+                a.clamp_(0.0, 1.0)
+        return info
+
+
 STRATEGIES: dict[str, type[ArchStrategy]] = {
     FirstOrder.name: FirstOrder,
     SecondOrder.name: SecondOrder,
+    MixedLevel.name: MixedLevel,
+    Proximal.name: Proximal,
 }
+METHODS = ("darts", "milenas", "nasp")
 
 
 def strategy_for(method: str, order: int = 1) -> type[ArchStrategy]:
-    """The strategy class for a config's method ("darts") and order (1 | 2)."""
-    key = f"{method}-{'1st' if order == 1 else '2nd'}" if method == "darts" else method
-    if method == "darts" and order not in (1, 2):
-        raise ValueError(f"darts order must be 1 or 2, got {order!r}")
-    try:
-        return STRATEGIES[key]
-    except KeyError:
-        raise ValueError(f"unknown search method {method!r} (known: darts, {', '.join(STRATEGIES)})") from None
+    """The strategy class for a config's method ("darts" | "milenas" | "nasp") and order (1 | 2;
+    second order exists for darts only)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown search method {method!r} (known: {', '.join(METHODS)})")
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    if method != "darts" and order != 1:
+        raise ValueError(f"order 2 exists for method darts only; {method} is first order")
+    return STRATEGIES[f"darts-{'1st' if order == 1 else '2nd'}" if method == "darts" else method]

@@ -1,4 +1,10 @@
-"""Genotype: a derived DARTS cell pair, printed and parsed in the reference's own format.
+"""Genotypes: derived cells, printed and parsed in each space's reference format.
+
+`Genotype` is a DARTS cell pair; `NB201Genotype` a NAS-Bench-201 cell
+(`|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|`,
+see its doc). `get_genotype` reads either from a name, text, JSON or a file.
+
+DARTS:
 
     Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ...], normal_concat=[2, 3, 4, 5],
              reduce=[('max_pool_3x3', 0), ...], reduce_concat=[2, 3, 4, 5])
@@ -15,7 +21,7 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-from .ops import DARTS_SPACE, SearchSpace
+from .ops import DARTS_SPACE, NB201_SPACE, SearchSpace
 from nash.errors import NashError
 
 FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
@@ -194,15 +200,139 @@ DARTS_V2 = Genotype.make(
 GENOTYPES: dict[str, Genotype] = {"DARTS_V1": DARTS_V1, "DARTS_V2": DARTS_V2, "DARTS": DARTS_V2}
 
 
-def get_genotype(spec, space: SearchSpace = DARTS_SPACE) -> Genotype:
-    """A genotype from a published name ("DARTS_V2", any case), genotype text, a JSON object,
-    or a path to a file holding either (genotype.txt / genotype.json of a search run)."""
+# ---------------------------------------------------------------------------------------------
+# NAS-Bench-201
+
+
+class NB201Genotype(NamedTuple):
+    """A NAS-Bench-201 cell: for nodes 1, 2, 3, the (op, input node) of each incoming edge,
+    inputs in order (node j reads every node i < j). Its text is the benchmark's arch string,
+    nodes separated by `+`, each edge `op~input`:
+
+        |nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|
+
+    'none' is a valid op here (the edge contributes nothing): every one of the 5^6 = 15,625
+    strings over the space's ops is a cell."""
+
+    nodes: tuple  # ((op, 0),), ((op, 0), (op, 1)), ((op, 0), (op, 1), (op, 2))
+
+    space = NB201_SPACE
+
+    def __str__(self) -> str:
+        return "+".join("|" + "|".join(f"{op}~{i}" for op, i in node) + "|" for node in self.nodes)
+
+    def __repr__(self) -> str:
+        return f"NB201Genotype({str(self)!r})"
+
+    @classmethod
+    def make(cls, nodes) -> "NB201Genotype":
+        """A checked genotype from per-node lists of (op, input) pairs."""
+        if not isinstance(nodes, (list, tuple)):
+            raise GenotypeError(f"nb201 genotype: expected a list of nodes, got {type(nodes).__name__}")
+        steps = NB201_SPACE.steps
+        if len(nodes) != steps:
+            raise GenotypeError(f"nb201 genotype: needs {steps} nodes, got {len(nodes)}")
+        out = []
+        for j, node in enumerate(nodes, start=1):
+            if not isinstance(node, (list, tuple)) or len(node) != j:
+                raise GenotypeError(f"nb201 genotype: node {j} needs {j} edge(s) (one from each of nodes 0..{j - 1}), "
+                                    f"got {node!r}")
+            edges = []
+            for i, pair in enumerate(node):
+                if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
+                        and type(pair[1]) is int):
+                    raise GenotypeError(f"nb201 genotype: node {j}: expected an (op, input) pair, got {pair!r}")
+                op, src = pair
+                if op not in NB201_SPACE.ops:
+                    raise GenotypeError(f"nb201 genotype: node {j}: unknown op {op!r} "
+                                        f"(known: {', '.join(NB201_SPACE.ops)})")
+                if src != i:
+                    raise GenotypeError(f"nb201 genotype: node {j} must list its inputs in order 0..{j - 1}, "
+                                        f"got input {src} in place {i}")
+                edges.append((op, src))
+            out.append(tuple(edges))
+        return cls(tuple(out))
+
+    @classmethod
+    def parse(cls, text: str) -> "NB201Genotype":
+        """Read the arch string (surrounding white space is ignored)."""
+        if not isinstance(text, str):
+            raise GenotypeError(f"nb201 genotype text must be a string, got {type(text).__name__}")
+        src = text.strip()
+        parts = src.split("+")
+        nodes = []
+        for j, part in enumerate(parts, start=1):
+            if len(part) < 2 or not part.startswith("|") or not part.endswith("|"):
+                raise GenotypeError(f"nb201 genotype: node {j} text {part!r} must look like |op~0|op~1|")
+            edges = []
+            for item in part[1:-1].split("|"):
+                op, sep, idx = item.partition("~")
+                if not sep or not idx.isdigit():
+                    raise GenotypeError(f"nb201 genotype: node {j}: {item!r} must look like op~input")
+                edges.append((op, int(idx)))
+            nodes.append(edges)
+        return cls.make(nodes)
+
+    @classmethod
+    def from_edges(cls, ops) -> "NB201Genotype":
+        """From one op name per edge, in the alpha row order (1<-0, 2<-0, 2<-1, 3<-0, ...)."""
+        ops = list(ops)
+        if len(ops) != NB201_SPACE.num_edges:
+            raise GenotypeError(f"nb201 genotype: needs {NB201_SPACE.num_edges} edge ops, got {len(ops)}")
+        nodes = [[] for _ in range(NB201_SPACE.steps)]
+        for op, (src, dst) in zip(ops, NB201_SPACE.edges):
+            nodes[dst - 1].append((op, src))
+        return cls.make(nodes)
+
+    def edge_ops(self) -> list[str]:
+        """One op name per edge, in the alpha row order."""
+        return [op for node in self.nodes for op, _ in node]
+
+    def to_json(self) -> dict:
+        return {"space": "nb201", "arch": str(self)}
+
+    @classmethod
+    def from_json(cls, data) -> "NB201Genotype":
+        if not (isinstance(data, dict) and data.get("space") == "nb201" and isinstance(data.get("arch"), str)):
+            raise GenotypeError('nb201 genotype JSON must be {"space": "nb201", "arch": "|op~0|+..."}')
+        return cls.parse(data["arch"])
+
+    def check(self, space: SearchSpace = NB201_SPACE) -> None:
+        type(self).make(self.nodes)
+
+
+def genotype_space(genotype) -> SearchSpace:
+    """The space a genotype belongs to."""
+    return NB201_SPACE if isinstance(genotype, NB201Genotype) else DARTS_SPACE
+
+
+def _from_json(data, space: SearchSpace):
+    if isinstance(data, dict) and "space" in data:
+        return NB201Genotype.from_json(data)
+    return Genotype.from_json(data, space)
+
+
+def _from_text(text: str, space: SearchSpace):
+    if text.strip().startswith("|"):
+        return NB201Genotype.parse(text)
+    return Genotype.parse(text, space)
+
+
+def get_genotype(spec, space: SearchSpace = DARTS_SPACE) -> Genotype | NB201Genotype:
+    """A genotype from a published name ("DARTS_V2", any case), genotype text (DARTS
+    `Genotype(...)` or a NAS-Bench-201 `|op~0|+...` string), a JSON object, or a path to a file
+    holding either (genotype.txt / genotype.json of a search run). `space` checks DARTS
+    genotypes; a NAS-Bench-201 genotype is recognised by its form."""
     if isinstance(spec, Genotype):
         spec.check(space)
         return spec
+    if isinstance(spec, NB201Genotype):
+        spec.check()
+        return spec
     if isinstance(spec, dict):
-        return Genotype.from_json(spec, space)
+        return _from_json(spec, space)
     if isinstance(spec, Path) or (isinstance(spec, str) and "(" not in spec and "{" not in spec
+                                  and not spec.strip().startswith("|")
                                   and spec.strip().upper() not in GENOTYPES):
         path = Path(spec)
         if path.is_file():
@@ -210,8 +340,8 @@ def get_genotype(spec, space: SearchSpace = DARTS_SPACE) -> Genotype:
             try:
                 data = json.loads(text)
             except json.JSONDecodeError:
-                return Genotype.parse(text, space)
-            return Genotype.from_json(data, space)
+                return _from_text(text, space)
+            return _from_json(data, space)
         raise GenotypeError(f"{spec!r} is not a published genotype ({', '.join(GENOTYPES)}), "
                             f"a genotype file, or genotype text")
     if not isinstance(spec, str):
@@ -221,7 +351,7 @@ def get_genotype(spec, space: SearchSpace = DARTS_SPACE) -> Genotype:
         return GENOTYPES[name]
     if spec.strip().startswith("{"):
         try:
-            return Genotype.from_json(json.loads(spec), space)
+            return _from_json(json.loads(spec), space)
         except json.JSONDecodeError as e:
             raise GenotypeError(f"genotype JSON is not valid ({e.msg})") from None
-    return Genotype.parse(spec, space)
+    return _from_text(spec, space)

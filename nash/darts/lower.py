@@ -1,6 +1,7 @@
-"""Lower a genotype to a `morphisms.Network`: the DARTS evaluation network as a graph.
+"""Lower a genotype to a `morphisms.Network`: the evaluation network as a graph.
 
-The network is the reference's NetworkCIFAR, node for node: a stem (3x3 conv to
+A DARTS `Genotype` lowers to the DARTS evaluation network, an `NB201Genotype` to the
+NAS-Bench-201 network (`lower_nb201`). The DARTS network is the reference's NetworkCIFAR, node for node: a stem (3x3 conv to
 stem_multiplier * C channels, BN); `layers` cells, the ones at layers//3 and 2*layers//3
 reducing (stride-2 edges from the cell inputs, channels doubled); each cell preprocesses its
 two inputs to C channels (FactorizedReduce for the older input when the previous cell reduced,
@@ -19,11 +20,21 @@ import networkx as nx
 
 from morphisms.errors import GraphError
 from morphisms.graph import add_layer, new_graph
+from morphisms.layers import LAYERS, LayerKind, register_layer
 from morphisms.network import Network
 
-from .genotype import Genotype, GenotypeError, get_genotype
-from .ops import OPS, FactorizedReduce, ReLUConvBN
+from .genotype import GenotypeError, NB201Genotype, get_genotype
+from .ops import OPS, FactorizedReduce, ReLUConvBN, Zero
 from .supernet import reduction_layers
+
+# A NAS-Bench-201 node whose every input is 'none' is a map of zeros, and a conv reading it
+# still outputs BN's learned shift: lowering such cells exactly needs a node that outputs zeros
+# shaped like its input. No existing layer kind does (each has trainable weights or passes its
+# input on), hence this kind. It belongs in morphisms/layers.py (a network holding one loads
+# only where the kind is registered); it is registered here only if that has not happened.
+if "zero" not in LAYERS:
+    register_layer(LayerKind("zero", lambda a, s: tuple(s[0]), lambda a, s: Zero(1), channels="preserve",
+                             keeps_nonneg=True))
 
 
 class _CellBuilder:
@@ -108,7 +119,11 @@ def lower(genotype, channels: int = 36, layers: int = 20, num_classes: int = 10,
     drop_path: the initial drop-path probability of every drop_path node (a trainer may ramp it).
     auxiliary: add the auxiliary head at 2/3 depth (needs an 8x8 map there: input_size >= 32).
     Raises GenotypeError for a bad genotype, GraphError for sizes the network cannot take."""
-    genotype: Genotype = get_genotype(genotype)
+    genotype = get_genotype(genotype)
+    if isinstance(genotype, NB201Genotype):
+        if auxiliary:
+            raise GraphError("a NAS-Bench-201 network has no auxiliary head")
+        return lower_nb201(genotype, channels, layers, num_classes, in_channels, input_size)
     h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if channels < 1 or channels % 2:
         raise GraphError(f"channels must be a positive even number (FactorizedReduce halves them), got {channels}")
@@ -165,10 +180,94 @@ def lower(genotype, channels: int = 36, layers: int = 20, num_classes: int = 10,
     # A genotype whose concat leaves an intermediate node unread has dead ops. The reference
     # computes them and counts their parameters; they never affect an output, so they are
     # dropped here (a graph network has no dangling nodes). DARTS genotypes have none.
+    _drop_dead_nodes(g)
+    return Network(g)
+
+
+def _drop_dead_nodes(g) -> None:
     outputs = [n for n, k in g.nodes(data="kind") if k in ("output", "aux_output")]
     live = set(outputs).union(*(nx.ancestors(g, o) for o in outputs))
     g.remove_nodes_from([n for n in list(g) if n not in live])
+
+
+def lower_nb201(genotype, channels: int = 16, layers: int = 5, num_classes: int = 10, in_channels: int = 3,
+                input_size=32) -> Network:
+    """The NAS-Bench-201 network of a cell (NB201Genotype or its arch string), the benchmark's
+    TinyNetwork node for node: stem 3x3 conv `channels` + BN; three stages of `layers` cells at
+    channels, 2x, 4x, a ResNet basic block of stride 2 between stages; BN, ReLU, global average
+    pooling, linear. No drop path and no auxiliary head: the benchmark trains without them.
+
+    In a cell, 'none' edges are left out, and so are ops that map a zero node to zeros (skip,
+    average pooling); a zero node that a conv reads, or that is the cell's output, becomes a
+    `zero` node, because BN after a conv of zeros still adds its shift (exact, as the benchmark
+    computes it). A node that no path to the output reads (node 2 when node 3 has 'none' from
+    it, say) is dropped, as in `lower`: the benchmark computes it and counts its parameters, but
+    it never affects the output."""
+    genotype = get_genotype(genotype)
+    if not isinstance(genotype, NB201Genotype):
+        raise GenotypeError(f"lower_nb201 needs a NAS-Bench-201 genotype (|op~0|+...), got {type(genotype).__name__}")
+    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if channels < 1:
+        raise GraphError(f"channels must be >= 1, got {channels}")
+    if layers < 1:
+        raise GraphError(f"layers (cells per stage) must be >= 1, got {layers}")
+    if h % 4 or w % 4:
+        raise GraphError(f"a NAS-Bench-201 network halves a {h}x{w} input twice; its sides must be divisible by 4")
+    g = new_graph((in_channels, h, w))
+    b = _CellBuilder(g, 0.0)
+    x = b.add("bn", [b.add("conv", ["input"], "stem_conv", out_channels=channels, kernel_size=3, padding=1)],
+              "stem_bn")
+    c, k = channels, 0
+    for stage in range(3):
+        if stage:
+            x = _nb201_resblock(b, x, 2 * c, f"r{stage}")
+            c *= 2
+        for _ in range(layers):
+            x = _nb201_cell(b, x, genotype, c, f"c{k}")
+            k += 1
+    x = b.add("relu", [b.add("bn", [x], "last_bn")], "last_relu")
+    x = b.add("global_pool", [x], "gap")
+    b.add("output", [b.add("linear", [x], "classifier", out_features=num_classes)], "output")
+    _drop_dead_nodes(g)
     return Network(g)
+
+
+def _nb201_resblock(b: _CellBuilder, x: str, c_out: int, p: str) -> str:
+    """ReLU-conv3x3(stride 2)-BN, ReLU-conv3x3-BN, plus avgpool 2x2 (stride 2) -> conv 1x1."""
+    a = b.relu_conv_bn(x, c_out, f"{p}_a", kernel_size=3, stride=2, padding=1)
+    a = b.relu_conv_bn(a, c_out, f"{p}_b", kernel_size=3, stride=1, padding=1)
+    r = b.add("avgpool", [x], f"{p}_down_pool", kernel_size=2, stride=2, padding=0)
+    r = b.add("conv", [r], f"{p}_down_conv", out_channels=c_out, kernel_size=1, padding=0)
+    return b.add("add", [r, a], f"{p}_add", weighted=False)
+
+
+def _nb201_cell(b: _CellBuilder, x: str, genotype: NB201Genotype, C: int, p: str) -> str:
+    nodes: list = [x]  # graph node per cell node; None: a node that is all zeros
+    zero = []
+
+    def zeros() -> str:
+        if not zero:
+            zero.append(b.add("zero", [x], f"{p}_zero"))
+        return zero[0]
+
+    for j, edges in enumerate(genotype.nodes, start=1):
+        outs = []
+        for op, i in edges:
+            src, q = nodes[i], f"{p}_n{j}_{i}"
+            if op == "none" or (src is None and op in ("skip_connect", "avg_pool_3x3")):
+                continue  # contributes zeros
+            src = zeros() if src is None else src
+            if op == "skip_connect":
+                outs.append(b.add("identity", [src], f"{q}_skip"))
+            elif op == "avg_pool_3x3":
+                outs.append(b.add("avgpool", [src], f"{q}_avgpool", kernel_size=3, stride=1, padding=1,
+                                  count_include_pad=False))
+            else:  # nor_conv_1x1, nor_conv_3x3
+                size = int(op[-1])
+                outs.append(b.relu_conv_bn(src, C, q, kernel_size=size, padding=size // 2))
+        nodes.append(None if not outs else outs[0] if len(outs) == 1
+                     else b.add("add", outs, f"{p}_n{j}", weighted=False))
+    return zeros() if nodes[-1] is None else nodes[-1]
 
 
 def reference_params(genotype, channels: int = 36, layers: int = 20, num_classes: int = 10,

@@ -1,75 +1,135 @@
-"""The DARTS search driver: train a supernet's weights and alphas in turn, per epoch log and
-checkpoint, and derive the genotype at the end.
+"""The DARTS-family search driver: train a supernet's weights and alphas in turn, per epoch log
+and checkpoint, and select the genotype at the end.
 
     summary = run_search({"method": "darts", "order": 2, "epochs": 50}, RunDir.create(path, config), data)
 
+Three plug-ins compose, each picked by name in the config:
+  method + order  how the alphas learn (architect.py: darts 1st/2nd order, milenas, nasp)
+  smooth          how the weight step's op weights are perturbed (smoothing.py: none, rs, adv)
+  selector        how the genotype is derived at the end (selection.py: argmax, pt)
+and `space` picks the cell space and its supernet (darts, nb201).
+
 Data: the training split is cut in half, in order, as the reference does: the first half
-trains the weights, the second the alphas (the validation split stays untouched for reporting
-the supernet's accuracy). Each step updates the alphas on an alpha-half batch first, then the
-weights on a weight-half batch, with the alphas held fixed (their softmax detached).
+trains the weights (MiLeNAS's L_train), the second the alphas (L_val; PT measures on it too);
+the validation split stays untouched for reporting the supernet's accuracy. Each step updates
+the alphas on an alpha-half batch first, then the weights on a weight-half batch, with the
+alphas held fixed.
 
 Weights: SGD, momentum 0.9, wd 3e-4, gradient norm clipped to 5, lr annealed per epoch by a
 cosine from 0.025 to 0.001. Alphas: Adam 3e-4, betas (0.5, 0.999), wd 1e-3. These are the
 reference's values and the defaults here.
 
+Every epoch writes a `darts_epoch` event: losses, accuracies, the argmax genotype, `skips` (skip
+connections in its normal cell), the op weights, what the variant did (`epsilon` when
+smoothing, `adv_kept`/`adv_gain` for adv, `arch_train_loss` for milenas) and, with
+`track_hessian`, `hessian_eig` (the dominant eigenvalue of the alpha Hessian of the loss on a
+fixed alpha-half batch). alphas.png and diagnostics.png plot them.
+
 Resumable: after every epoch one atomic checkpoint holds the supernet (weights and alphas),
-both optimizers, the lr schedule position, the epoch and the random state of the batch
+both optimizers, the smoother's random state, the epoch and the random state of the batch
 order; calling run_search again on the same run directory continues with the next epoch and
-ends with the same alphas as an uninterrupted run (on CPU, bit for bit).
+ends with the same alphas as an uninterrupted run (on CPU, bit for bit). PT starts over from
+the search's end after an interruption; once done, its genotype is stored in the checkpoint.
+
+Budget (`budget_seconds`): an epoch starts only if it should end within the budget, and an
+epoch stops early at it. With the PT selector, `pt_share` of the budget is kept for PT, whose
+measurements come first and whose fine-tuning takes what is left.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
-import warnings
 from dataclasses import replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nash.data import DataSplits, iterate_batches
+from nash.errors import NashError
 from nash.rundir import RunDir, RunDirError, atomic_write_bytes
 from nash.train import evaluate, sgdr_train
 
-from .architect import strategy_for
-from .genotype import get_genotype
+from .architect import METHODS, strategy_for
+from .diagnostics import alpha_hessian_eigenvalue, normal_skips
+from .genotype import NB201Genotype, genotype_space, get_genotype
 from .lower import lower
-from .selection import SELECTORS
-from .supernet import Supernet
-from nash.errors import NashError
+from .ops import SPACES
+from .plots import plot_alphas, plot_diagnostics
+from .selection import SELECTORS, PerturbationSelector, supernet_genotype
+from .smoothing import SMOOTHERS, NoSmoothing, epsilon_at
+from .supernet import NB201Supernet, Supernet
 
 DEFAULTS = dict(
-    method="darts", order=1, epochs=50, budget_seconds=None,
-    channels=16, layers=8, steps=4, multiplier=4, batch_size=64, seed=0,
+    space="darts", method="darts", order=1, lam=1.0, smooth="none", epsilon=0.3,
+    selector="argmax", pt_tune_epochs=5, pt_share=0.5, track_hessian=False,
+    epochs=50, budget_seconds=None,
+    channels=16, layers=None, steps=4, multiplier=4, batch_size=64, seed=0,
     w_lr=0.025, w_lr_min=0.001, momentum=0.9, wd=3e-4, grad_clip=5.0,
-    arch_lr=3e-4, arch_wd=1e-3, augment=True, selector="argmax",
+    arch_lr=3e-4, arch_wd=1e-3, augment=True,
 )
+# cells of the search network when `layers` is None: DARTS 8 cells; NAS-Bench-201 5 per stage
+SPACE_LAYERS = {"darts": 8, "nb201": 5}
 # What a resumed run may change: how long it runs. Everything else must match the checkpoint.
 RESUME_MAY_CHANGE = ("epochs", "budget_seconds")
 EPOCH_EVENT = "darts_epoch"
+PT_EVENT = "darts_pt_decision"
+HESSIAN_ITERS = 20
 
 
 class SearchConfigError(NashError, ValueError):
     """A search configuration value that cannot be used (one line)."""
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def search_config(config: dict) -> dict:
     """DEFAULTS overridden by the DARTS keys of `config` (other keys are ignored: the run's
-    config may hold the data set, output folder and so on), checked."""
+    config may hold the data set, output folder and so on), checked; `layers` None becomes the
+    space's default."""
     cfg = {k: config.get(k, v) for k, v in DEFAULTS.items()}
-    if cfg["budget_seconds"] is not None and not cfg["budget_seconds"] > 0:
+
+    def choice(key, known):
+        if not (isinstance(cfg[key], str) and cfg[key] in known):
+            raise SearchConfigError(f"unknown {key} {cfg[key]!r} (known: {', '.join(known)})")
+
+    choice("space", SPACES)
+    choice("method", METHODS)
+    choice("smooth", SMOOTHERS)
+    choice("selector", SELECTORS)
+    if cfg["budget_seconds"] is not None and not (_is_number(cfg["budget_seconds"]) and cfg["budget_seconds"] > 0):
         raise SearchConfigError(f"budget_seconds must be positive, got {cfg['budget_seconds']!r}")
+    if cfg["layers"] is None:
+        cfg["layers"] = SPACE_LAYERS[cfg["space"]]
     for key in ("epochs", "channels", "layers", "steps", "multiplier", "batch_size"):
-        if not (isinstance(cfg[key], int) and not isinstance(cfg[key], bool) and cfg[key] >= 1):
+        if not (_is_int(cfg[key]) and cfg[key] >= 1):
             raise SearchConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
-    for key in ("w_lr", "w_lr_min", "momentum", "wd", "grad_clip", "arch_lr", "arch_wd"):
-        if not (isinstance(cfg[key], (int, float)) and cfg[key] >= 0):
+    if not (_is_int(cfg["pt_tune_epochs"]) and cfg["pt_tune_epochs"] >= 0):
+        raise SearchConfigError(f"pt_tune_epochs must be an integer >= 0, got {cfg['pt_tune_epochs']!r}")
+    for key in ("w_lr", "w_lr_min", "momentum", "wd", "grad_clip", "arch_lr", "arch_wd", "lam"):
+        if not (_is_number(cfg[key]) and cfg[key] >= 0):
             raise SearchConfigError(f"{key} must be a number >= 0, got {cfg[key]!r}")
-    if cfg["multiplier"] > cfg["steps"]:
+    if not (_is_number(cfg["epsilon"]) and cfg["epsilon"] > 0):
+        raise SearchConfigError(f"epsilon must be a positive number, got {cfg['epsilon']!r}")
+    if not (_is_number(cfg["pt_share"]) and 0 < cfg["pt_share"] < 1):
+        raise SearchConfigError(f"pt_share must be between 0 and 1, got {cfg['pt_share']!r}")
+    for key in ("track_hessian", "augment"):
+        if not isinstance(cfg[key], bool):
+            raise SearchConfigError(f"{key} must be true or false, got {cfg[key]!r}")
+    if cfg["space"] == "nb201":
+        for key in ("steps", "multiplier"):
+            if cfg[key] != DEFAULTS[key]:
+                raise SearchConfigError(f"{key} applies to the darts space only (nb201 cells are fixed: 3 nodes)")
+    elif cfg["multiplier"] > cfg["steps"]:
         raise SearchConfigError(f"multiplier ({cfg['multiplier']}) cannot exceed steps ({cfg['steps']})")
-    if cfg["selector"] not in SELECTORS:
-        raise SearchConfigError(f"unknown selector {cfg['selector']!r} (known: {', '.join(SELECTORS)})")
     try:
         strategy_for(cfg["method"], cfg["order"])
     except ValueError as e:
@@ -77,9 +137,24 @@ def search_config(config: dict) -> dict:
     return cfg
 
 
+def derived_size(space_name: str, image_size) -> tuple[int, int]:
+    """Default (channels, layers) of the network derived from a search in `space_name`.
+    darts: the DARTS evaluation size, 36 channels and 20 cells, for inputs of 32x32 and more;
+    16 and 8 (the search size) below, where a 20-cell network has too few pixels and too few
+    images to learn from in a CPU budget. nb201: the benchmark's 16 channels, 5 cells per stage."""
+    if space_name == "nb201":
+        return 16, 5
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    return (36, 20) if min(size) >= 32 else (16, 8)
+
+
 def epoch_lr(epoch: int, cfg: dict) -> float:
     """Cosine from w_lr to w_lr_min over the configured epochs, one value per epoch (reference)."""
-    return cfg["w_lr_min"] + 0.5 * (cfg["w_lr"] - cfg["w_lr_min"]) * (1 + math.cos(math.pi * epoch / cfg["epochs"]))
+    return cosine(epoch, cfg["epochs"], cfg["w_lr"], cfg["w_lr_min"])
+
+
+def cosine(step: int, total: int, start: float, end: float) -> float:
+    return end + 0.5 * (start - end) * (1 + math.cos(math.pi * step / max(total, 1)))
 
 
 def build(cfg: dict, data: DataSplits):
@@ -87,12 +162,17 @@ def build(cfg: dict, data: DataSplits):
     architecture strategy."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg["seed"])
-        supernet = Supernet(cfg["channels"], data.num_classes, cfg["layers"], data.in_channels,
-                            cfg["steps"], cfg["multiplier"])
+        if cfg["space"] == "nb201":
+            supernet = NB201Supernet(cfg["channels"], data.num_classes, cfg["layers"], data.in_channels)
+        else:
+            supernet = Supernet(cfg["channels"], data.num_classes, cfg["layers"], data.in_channels,
+                                cfg["steps"], cfg["multiplier"])
     supernet.to(data.train_x.device)
     w_optimizer = torch.optim.SGD(supernet.weights(), lr=cfg["w_lr"], momentum=cfg["momentum"],
                                   weight_decay=cfg["wd"])
-    strategy = strategy_for(cfg["method"], cfg["order"])(supernet, lr=cfg["arch_lr"], weight_decay=cfg["arch_wd"])
+    extra = {"lam": cfg["lam"]} if cfg["method"] == "milenas" else {}
+    strategy = strategy_for(cfg["method"], cfg["order"])(supernet, lr=cfg["arch_lr"], weight_decay=cfg["arch_wd"],
+                                                         **extra)
     return supernet, w_optimizer, strategy
 
 
@@ -106,20 +186,36 @@ def split_halves(data: DataSplits):
 
 
 def _alphas_lists(supernet) -> dict:
-    wn, wr = supernet.op_weights()
-    return {"alphas_normal": [[round(v, 6) for v in row] for row in wn.detach().cpu().tolist()],
-            "alphas_reduce": [[round(v, 6) for v in row] for row in wr.detach().cpu().tolist()]}
+    """The op weights per cell type as nested lists (softmax(alpha); NASP: its plain alphas)."""
+    return {f"alphas_{cell}": [[round(v, 6) for v in row] for row in w.detach().cpu().tolist()]
+            for cell, w in zip(supernet.cell_types, supernet.op_weights())}
+
+
+class _Evaluated(nn.Module):
+    """The supernet run with fixed op weights, as a plain module for `evaluate`."""
+
+    def __init__(self, supernet, weights, skip_zero):
+        super().__init__()
+        self.supernet, self.op_weights, self.skip_zero = supernet, weights, skip_zero
+
+    def forward(self, x):
+        return self.supernet(x, *self.op_weights, skip_zero=self.skip_zero)
 
 
 def search_step(supernet, strategy, w_optimizer, train_batch, val_batch, lr: float, grad_clip: float | None,
-                weights=None):
-    """One DARTS step: the alphas first (on the alpha batch), then the weights (on the weight
-    batch) with the op weights the strategy gives (detached softmax). Returns (weight loss,
-    logits, the strategy's info)."""
+                weights=None, perturb=None):
+    """One step: the alphas first (on the alpha batch), then the weights (on the weight batch)
+    with the op weights the strategy gives (detached), perturbed by `perturb(supernet, weights,
+    batch)` when given (smoothing). Returns (weight loss, logits, info: the strategy's and the
+    smoother's scalars)."""
     info = strategy.step(supernet, train_batch, val_batch, w_optimizer, lr)
-    wn, wr = strategy.weight_step_weights(supernet)
+    ws = strategy.weight_step_weights(supernet)
+    if perturb is not None:
+        ws, extra = perturb(supernet, ws, train_batch)
+        ws = supernet.apply_fixed(ws)  # a decided (PT) edge stays as decided
+        info = {**info, **extra}
     x, y = train_batch
-    logits = supernet(x, wn, wr)
+    logits = supernet(x, *ws, skip_zero=strategy.skip_zero_ops)
     loss = F.cross_entropy(logits, y)
     w_optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -129,168 +225,242 @@ def search_step(supernet, strategy, w_optimizer, train_batch, val_batch, lr: flo
     return loss.detach(), logits.detach(), info
 
 
-def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug, deadline=None) -> dict:
-    """One epoch of alternating steps; returns train loss/acc and the mean alpha-batch loss.
-    Past `deadline` (a time.time()) the epoch ends early, after the step in flight."""
+def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug, deadline=None,
+                perturb=None) -> dict:
+    """One epoch of alternating steps; returns train loss/acc, the mean alpha-batch loss
+    (`arch_loss`) and the mean of every other scalar the strategy (`arch_<name>`) and the
+    smoother (`<name>`) report. Past `deadline` (a time.time()) the epoch ends early, after
+    the step in flight."""
     supernet.train()
     for group in w_optimizer.param_groups:
         group["lr"] = lr
     bs = cfg["batch_size"]
     weights = supernet.weights()
     drop_w, drop_a = len(w_half[0]) > bs, len(a_half[0]) > bs  # full batches only, when there are any
-    loss_sum = correct = arch_loss = 0.0
+    loss_sum = correct = 0.0
+    sums: dict = {}
     seen = steps = 0
     for (xt, yt), (xv, yv) in zip(iterate_batches(*w_half, bs, generator=generator, aug=aug, drop_last=drop_w),
                                   iterate_batches(*a_half, bs, generator=generator, aug=aug, drop_last=drop_a)):
         loss, logits, info = search_step(supernet, strategy, w_optimizer, (xt, yt), (xv, yv), lr, cfg["grad_clip"],
-                                         weights)
+                                         weights, perturb)
         # accumulated on the device: no host sync per step
         loss_sum += loss.detach() * len(yt)
         correct += (logits.detach().argmax(1) == yt).sum()
-        arch_loss += info["val_loss"]
+        for key, value in info.items():
+            sums[key] = sums.get(key, 0.0) + value.detach()
         seen += len(yt)
         steps += 1
         if deadline is not None and time.time() > deadline:
             break
     seen = max(seen, 1)
-    return {"train_loss": float(loss_sum) / seen, "train_acc": float(correct) / seen,
-            "arch_loss": float(arch_loss) / max(steps, 1), "steps": steps}
+    stats = {"train_loss": float(loss_sum) / seen, "train_acc": float(correct) / seen, "steps": steps}
+    for key, total in sums.items():
+        name = "arch_loss" if key == "val_loss" else key if key.startswith("adv_") else f"arch_{key}"
+        stats[name] = float(total) / max(steps, 1)
+    return stats
+
+
+def supernet_accuracy(supernet, x, y, weights, batch_size: int) -> float:
+    """Accuracy of the supernet run with `weights` on (x, y), batch by batch, with BN in training
+    mode (batch statistics, as PT measures: the authors' "disable running stats for
+    projection"); BN running statistics are restored, so measuring leaves the supernet as it was."""
+    buffers = [b.detach().clone() for b in supernet.buffers()]
+    was_training = supernet.training
+    if not was_training:  # switching walks every module: only when needed
+        supernet.train()
+    correct = 0
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                out = supernet(x[i:i + batch_size], *weights, skip_zero=True)
+                correct += (out.argmax(1) == y[i:i + batch_size]).sum()
+    finally:
+        if not was_training:
+            supernet.eval()
+        with torch.no_grad():
+            for b, s in zip(supernet.buffers(), buffers):
+                b.copy_(s)
+    return float(correct) / max(len(x), 1)
+
+
+def run_pt(supernet, strategy, cfg, w_half, a_half, generator, aug, perturb, run: RunDir, deadline):
+    """PT on the trained supernet (see `PerturbationSelector`): measurements on the alpha half,
+    fine-tuning between rounds with a fresh SGD at lr w_lr / 10 (authors: the optimizer is reset
+    to a tenth of the learning rate) annealed by a cosine to w_lr_min over all tuning epochs."""
+    selector = PerturbationSelector(seed=cfg["seed"])
+    supernet.train()  # measurements use batch statistics; switching once here, not per measurement
+    optimizer = torch.optim.SGD(supernet.weights(), lr=cfg["w_lr"] / 10, momentum=cfg["momentum"],
+                                weight_decay=cfg["wd"])
+    total = cfg["pt_tune_epochs"] * (selector.rounds(supernet.space) - 1)
+    done, epoch_seconds = [0], []
+
+    def tune(until):
+        t0, ran = time.time(), 0
+        for _ in range(cfg["pt_tune_epochs"]):
+            mean = sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else 0.0
+            if until is not None and time.time() + mean > until:
+                break
+            lr = cosine(done[0], total, cfg["w_lr"] / 10, cfg["w_lr_min"])
+            t = time.time()
+            train_epoch(supernet, strategy, optimizer, w_half, a_half, cfg, lr, generator, aug, until, perturb)
+            epoch_seconds.append(time.time() - t)
+            done[0] += 1
+            ran += 1
+        run.event("darts_pt_tune", epochs=ran, of=cfg["pt_tune_epochs"], seconds=round(time.time() - t0, 3))
+
+    def accuracy(weights):
+        return supernet_accuracy(supernet, *a_half, weights, cfg["batch_size"])
+
+    def record(**fields):
+        run.event(PT_EVENT, **fields)
+
+    return selector.select(supernet, accuracy=accuracy,
+                           weights=lambda: strategy.weight_step_weights(supernet),
+                           tune=tune if cfg["pt_tune_epochs"] else None, record=record, deadline=deadline)
 
 
 def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> dict:
-    """Search (or resume the search in `run`); write genotype.json, genotype.txt, alphas.png.
+    """Search (or resume the search in `run`); select; write genotype.json, genotype.txt,
+    alphas.png, diagnostics.png.
 
     progress(event: dict) is called after every epoch with that epoch's event fields.
     Returns {"genotype": text, "epochs_done", "epochs", "seconds", "stopped": None | "budget",
-    "val_acc"}."""
+    "val_acc", "space", "selector"}."""
     cfg = search_config(config)
+    started = time.time()
     if data.train_x.device.type == "cpu":
         # as sgdr_train does: denormal floats (tiny momentum buffers and BN statistics late in a
         # search) take a slow path on x86
         torch.set_flush_denormal(True)
     supernet, w_optimizer, strategy = build(cfg, data)
+    smoother = SMOOTHERS[cfg["smooth"]](seed=cfg["seed"])
+    smoothing = not isinstance(smoother, NoSmoothing)
     w_half, a_half = split_halves(data)
     val = (data.val_x, data.val_y) if len(data.val_x) else a_half
+    hessian_batch = (a_half[0][:cfg["batch_size"]], a_half[1][:cfg["batch_size"]])
     aug = data.augment if cfg["augment"] else None
     generator = torch.Generator().manual_seed(cfg["seed"])
-    selector = SELECTORS[cfg["selector"]]()
 
-    start, seconds, epoch_seconds, val_acc = 0, 0.0, [], None
+    start, seconds, epoch_seconds, val_acc, selection = 0, 0.0, [], None, None
     state = run.load_checkpoint()
     if state is not None:
         old = state["config"]
         for key in DEFAULTS:
-            if key not in RESUME_MAY_CHANGE and old.get(key) != cfg[key]:
+            if key not in RESUME_MAY_CHANGE and old.get(key, DEFAULTS[key]) != cfg[key]:
                 raise RunDirError(f"{run.path}: its checkpoint was made with {key}={old.get(key)!r}, "
                                   f"not {cfg[key]!r}; resume with the same settings or start a new run")
         supernet.load_state_dict(state["supernet"])
         w_optimizer.load_state_dict(state["w_optimizer"])
         strategy.load_state_dict(state["arch"])
+        if "smooth" in state:
+            smoother.load_state_dict(state["smooth"])
         generator.set_state(state["rng"]["batches"])
         torch.set_rng_state(state["rng"]["torch"])
         start, seconds = int(state["epoch"]), float(state["seconds"])
         epoch_seconds, val_acc = list(state["epoch_seconds"]), state.get("val_acc")
+        selection = state.get("selection")
         run.event("darts_resume", epoch=start)
     else:
         run.event("darts_start", params=sum(p.numel() for p in supernet.weights()),
-                  w_half=len(w_half[0]), alpha_half=len(a_half[0]), **{k: cfg[k] for k in ("method", "order")})
+                  w_half=len(w_half[0]), alpha_half=len(a_half[0]),
+                  **{k: cfg[k] for k in ("space", "method", "order", "smooth", "selector")})
 
+    budget = cfg["budget_seconds"]
+    # with PT, pt_share of the budget is kept for it
+    search_budget = None if budget is None else budget * (1 - cfg["pt_share"] if cfg["selector"] == "pt" else 1)
     stopped = None
     for epoch in range(start, cfg["epochs"]):
-        budget = cfg["budget_seconds"]
         # Start an epoch only if it should end within the budget (the first one always runs).
-        if budget is not None and epoch_seconds and seconds + sum(epoch_seconds) / len(epoch_seconds) > budget:
+        if budget is not None and epoch_seconds and \
+                seconds + sum(epoch_seconds) / len(epoch_seconds) > search_budget:
             stopped = "budget"
             break
         t0 = time.time()
         lr = epoch_lr(epoch, cfg)
+        epsilon = epsilon_at(epoch, cfg["epochs"], cfg["epsilon"]) if smoothing else None
+        perturb = partial(smoother.perturb, epsilon=epsilon) if smoothing else None
         # a budget also bounds the epoch itself: the first epoch of a big search may not fit
-        deadline = None if budget is None else t0 + (budget - seconds)
-        stats = train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug, deadline)
-        val_acc, val_loss = evaluate(supernet, *val, batch_size=256)
-        genotype = selector.select(supernet)
+        deadline = None if budget is None else t0 + (search_budget - seconds)
+        stats = train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug, deadline,
+                            perturb)
+        val_acc, val_loss = evaluate(_Evaluated(supernet, strategy.weight_step_weights(supernet),
+                                                strategy.skip_zero_ops), *val, batch_size=256)
+        genotype = supernet_genotype(supernet)
+        event = dict(epoch=epoch + 1, epochs=cfg["epochs"], lr=lr, **stats, val_acc=val_acc, val_loss=val_loss,
+                     genotype=str(genotype), skips=normal_skips(genotype))
+        if smoothing:
+            event["epsilon"] = epsilon
+        if cfg["track_hessian"]:
+            event["hessian_eig"] = alpha_hessian_eigenvalue(supernet, strategy, hessian_batch, HESSIAN_ITERS,
+                                                            seed=cfg["seed"] + epoch)
         dt = time.time() - t0
         seconds += dt
         epoch_seconds.append(dt)
-        event = dict(epoch=epoch + 1, epochs=cfg["epochs"], lr=lr, **stats, val_acc=val_acc, val_loss=val_loss,
-                     genotype=str(genotype), seconds=round(dt, 3), **_alphas_lists(supernet))
+        event.update(seconds=round(dt, 3), **_alphas_lists(supernet))
         run.event(EPOCH_EVENT, **event)
-        run.save_checkpoint({
+        state = {
             "config": cfg, "epoch": epoch + 1, "seconds": seconds, "epoch_seconds": epoch_seconds,
             "val_acc": val_acc, "supernet": supernet.state_dict(), "w_optimizer": w_optimizer.state_dict(),
-            "arch": strategy.state_dict(), "scheduler": {"epoch": epoch + 1, "lr": lr},
+            "arch": strategy.state_dict(), "smooth": smoother.state_dict(),
             "rng": {"batches": generator.get_state(), "torch": torch.get_rng_state()},
-        })
+        }
+        run.save_checkpoint(state)
+        selection = None
         if progress is not None:
             progress(event)
 
-    genotype = selector.select(supernet)
+    done = len(epoch_seconds)
+    if selection is not None and selection.get("epoch") == done:
+        genotype = get_genotype(selection["genotype"])  # PT already ran on this search's end
+    elif cfg["selector"] == "pt":
+        if state is not None:
+            # PT fine-tunes the supernet: what the checkpoint keeps is the search's end
+            state = copy.deepcopy(state)
+        smoothing_end = epsilon_at(max(done - 1, 0), cfg["epochs"], cfg["epsilon"]) if smoothing else None
+        pt_deadline = None if budget is None else time.time() + max(budget - seconds, 0.0)
+        genotype = run_pt(supernet, strategy, cfg, w_half, a_half, generator, aug,
+                          partial(smoother.perturb, epsilon=smoothing_end) if smoothing else None, run, pt_deadline)
+        if state is not None:
+            state["selection"] = {"epoch": done, "genotype": str(genotype)}
+            run.save_checkpoint(state)
+    else:
+        genotype = SELECTORS[cfg["selector"]]().select(supernet)
     run.write_json("genotype.json", genotype.to_json())
     atomic_write_bytes(run.path / "genotype.txt", (str(genotype) + "\n").encode())
-    plot_alphas(run.events(EPOCH_EVENT), run.path / "alphas.png", supernet.space)
-    done = len(epoch_seconds)
-    run.event("darts_done", genotype=str(genotype), epochs_done=done, seconds=round(seconds, 3), stopped=stopped)
+    events = run.events(EPOCH_EVENT)
+    plot_alphas(events, run.path / "alphas.png", supernet.space)
+    plot_diagnostics(events, run.path / "diagnostics.png")
+    run.event("darts_done", genotype=str(genotype), epochs_done=done, seconds=round(seconds, 3), stopped=stopped,
+              selector=cfg["selector"], total_seconds=round(time.time() - started, 3))
     return {"genotype": str(genotype), "epochs_done": done, "epochs": cfg["epochs"], "seconds": seconds,
-            "stopped": stopped, "val_acc": val_acc}
+            "stopped": stopped, "val_acc": val_acc, "space": cfg["space"], "selector": cfg["selector"]}
 
 
-def plot_alphas(events: list[dict], path, space) -> bool:
-    """softmax(alpha) of every edge over the epochs, one panel per edge (rows: intermediate
-    nodes, columns: their inputs), normal cell left, reduction cell right. PNG via the Agg
-    canvas directly, so no pyplot backend is touched. Returns False (with a warning) when
-    matplotlib is missing or there is nothing to plot."""
-    if not events:
-        return False
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        warnings.warn("matplotlib is not installed: no alphas.png", stacklevel=2)
-        return False
-    epochs = [e["epoch"] for e in events]
-    cols = space.num_inputs + space.steps - 1
-    fig = Figure(figsize=(2.0 * 2 * cols, 1.6 * space.steps + 0.8))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(space.steps, 2 * cols, squeeze=False, sharex=True, sharey=True)
-    for block, key in enumerate(("alphas_normal", "alphas_reduce")):
-        series = torch.tensor([e[key] for e in events])  # epochs x edges x ops
-        for row in range(space.steps):
-            for col in range(cols):
-                ax = axes[row][block * cols + col]
-                edge = [k for k, (src, dst) in enumerate(space.edges) if dst == space.num_inputs + row and src == col]
-                if not edge:
-                    ax.axis("off")
-                    continue
-                for k, op in enumerate(space.ops):
-                    ax.plot(epochs, series[:, edge[0], k].tolist(), label=op, linewidth=1)
-                ax.set_title(f"{key.split('_')[1]}: {col}->{space.num_inputs + row}", fontsize=7)
-                ax.tick_params(labelsize=6)
-    fig.suptitle("softmax(alpha) of every edge (source -> node) over the epochs", fontsize=9)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(space.ops), fontsize=7)
-    # fixed margins: tight_layout over dozens of panels costs seconds
-    fig.subplots_adjust(left=0.03, right=0.99, top=0.94, bottom=0.12, wspace=0.15, hspace=0.45)
-    fig.savefig(path, dpi=90)
-    return True
-
-
-def train_genotype(genotype, data: DataSplits, epochs: int, channels: int = 36, layers: int = 20,
+def train_genotype(genotype, data: DataSplits, epochs: int, channels: int | None = None, layers: int | None = None,
                    lr: float = 0.025, lr_end: float = 0.0, batch_size: int = 96, momentum: float = 0.9,
                    weight_decay: float = 3e-4, auxiliary: bool | None = None, aux_weight: float = 0.4,
                    drop_path: float = 0.2, cutout: int | None = None, grad_clip: float = 5.0, seed: int = 0,
                    on_epoch=None, deadline: float | None = None):
-    """Lower `genotype` and train it from scratch as DARTS evaluates a cell (defaults: 36
-    channels, 20 cells, batch 96, lr 0.025 cosine to 0, wd 3e-4, auxiliary weight 0.4,
-    drop path 0.2 ramped linearly, cutout 16, grad clip 5). Returns (net, result dict).
+    """Lower `genotype` (DARTS or NAS-Bench-201) and train it from scratch as DARTS evaluates a
+    cell (batch 96, lr 0.025 cosine to 0, wd 3e-4, auxiliary weight 0.4, drop path 0.2 ramped
+    linearly, cutout 16, grad clip 5). Returns (net, result dict).
 
-    auxiliary=None: on where it fits (an 8x8 map at 2/3 depth, i.e. 32x32 inputs).
-    cutout=None: 16 for inputs of at least 32x32, else off."""
+    channels, layers None: `derived_size` of the genotype's space (DARTS: 36 channels and 20
+    cells for 32x32 inputs, else 16 and 8; NAS-Bench-201: 16 channels, 5 cells per stage).
+    auxiliary=None: on where it fits (DARTS, an 8x8 map at 2/3 depth, i.e. 32x32 inputs);
+    NAS-Bench-201 networks have none. cutout=None: 16 for DARTS networks on inputs of at least
+    32x32, else off (the benchmark trains without it)."""
     genotype = get_genotype(genotype)
     size = tuple(data.image_size)
+    nb201 = isinstance(genotype, NB201Genotype)
+    default_channels, default_layers = derived_size(genotype_space(genotype).name, size)
+    channels = default_channels if channels is None else channels
+    layers = default_layers if layers is None else layers
     if auxiliary is None:
-        auxiliary = min(size) >= 32
+        auxiliary = not nb201 and min(size) >= 32
     if cutout is None:
-        cutout = 16 if min(size) >= 32 else 0
+        cutout = 16 if not nb201 and min(size) >= 32 else 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = lower(genotype, channels, layers, data.num_classes, data.in_channels, auxiliary=auxiliary,

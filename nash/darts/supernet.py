@@ -1,14 +1,26 @@
-"""The DARTS supernet: every edge of a cell runs every op, mixed by softmax(alpha).
+"""The supernets: every edge of a cell runs every op, mixed by op weights derived from alpha.
 
-Architecture parameters (`alphas_normal`, `alphas_reduce`, one row per edge, one column per
-op) are registered parameters, so they move with `.to()`, save with `state_dict()` and load
-back, but they are handed out apart from the weights: `arch_parameters()` for the architect's
-optimizer, `weights()` for the weight optimizer. The two lists are disjoint and together are
-`parameters()`.
+Two macro networks share one base (`CellSupernet`): `Supernet`, the DARTS search network
+(normal and reduction cells, alphas `alphas_normal` and `alphas_reduce`), and `NB201Supernet`,
+NAS-Bench-201's (one cell type, `alphas_normal` only; its reductions are fixed residual
+blocks). `cell_types` names the cells that have alphas; every list or tuple of alphas or op
+weights below is in that order.
 
-`forward` takes optional explicit op weights. With none given it uses softmax(alpha) (DARTS);
-SDARTS passes perturbed softmax weights, NASP one-hot ones, and the weight step passes detached
-ones so that no graph towards the alphas is built when only the weights learn.
+Architecture parameters are registered parameters, so they move with `.to()`, save with
+`state_dict()` and load back, but they are handed out apart from the weights:
+`arch_parameters()` for the architect's optimizer, `weights()` for the weight optimizer. The
+two lists are disjoint and together are `parameters()`.
+
+`op_weights()` is the architecture as continuous op weights: softmax(alpha) per edge (DARTS),
+or the alphas themselves when a strategy uses them as plain values (`relaxation = "plain"`,
+NASP). Edges a selector has already decided (`fix_edge`, PT) keep their fixed row whatever
+alpha says, in every forward pass and every strategy's gradient.
+
+`forward(x, *weights)` takes optional explicit op weights, one tensor per cell type. With none
+given it uses `op_weights()`; SDARTS passes perturbed weights, NASP one-hot ones, and the
+weight step passes detached ones so that no graph towards the alphas is built when only the
+weights learn. `skip_zero=True` runs only the ops whose weight is not exactly 0 (NASP's weight
+step: a one-hot row runs a single op); deciding that costs one host sync per cell type.
 """
 from __future__ import annotations
 
@@ -16,37 +28,133 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import DARTS_SPACE, OPS, FactorizedReduce, ReLUConvBN, SearchSpace, Zero, is_pool
+from .ops import (DARTS_SPACE, NB201_SPACE, OPS, FactorizedReduce, ReLUConvBN, ResNetBasicBlock, SearchSpace, Zero,
+                  is_pool)
 
 
 class MixedOp(nn.Module):
     """One edge: sum_k w_k * op_k(x)."""
 
-    def __init__(self, C: int, stride: int, op_names):
+    def __init__(self, C: int, stride: int, op_names, pool_bn: bool = True):
         super().__init__()
         ops = []
         for name in op_names:
             # affine=False in the search ops: a learned BN scale would compete with alpha for the
             # same role (reference choice).
             op = OPS[name](C, stride, False)
-            if is_pool(name):
-                # The reference follows the parameter-free pools with a BN in the search model
-                # only, so their outputs are on the same scale as the convs' BN outputs.
+            if pool_bn and is_pool(name):
+                # The DARTS reference follows the parameter-free pools with a BN in the search
+                # model only, so their outputs are on the same scale as the convs' BN outputs
+                # (NAS-Bench-201's search cells do not: pool_bn=False there).
                 op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
             ops.append(op)
         self.ops = nn.ModuleList(ops)
+        self.zero = Zero(stride)
         # 'none' adds w * 0: nothing to the output and nothing to any gradient, so it is not run.
         self._run = [not isinstance(op, Zero) for op in self.ops]
 
-    def forward(self, x, weights):
+    def forward(self, x, weights, active=None):
+        """active: per op, whether to run it (None: all)."""
         out = None
         for k, op in enumerate(self.ops):
-            if self._run[k]:
+            if self._run[k] and (active is None or active[k]):
                 y = weights[k] * op(x)
                 out = y if out is None else out + y
-        if out is None:  # an edge of nothing but 'none'
-            out = self.ops[0](x) * weights[0]
+        if out is None:  # nothing runs on this edge ('none' only, or a dropped edge)
+            out = self.zero(x)
         return out
+
+
+class CellSupernet(nn.Module):
+    """What the architects, smoothers and selectors need from a supernet, whatever its macro
+    network: the alphas per cell type, the weights, the op weights, fixed (decided) edges.
+    Subclasses set `space`, register `alphas_<cell type>` and implement `run`."""
+
+    space: SearchSpace
+    # "softmax": op weights are softmax(alpha) (DARTS); "plain": the alphas are the op weights,
+    # kept in [0, 1] by their strategy (NASP)
+    relaxation = "softmax"
+
+    @property
+    def cell_types(self) -> tuple:
+        return self.space.cell_types
+
+    def _init_alphas(self):
+        shape = (self.space.num_edges, len(self.space.ops))
+        for cell in self.cell_types:
+            # Near-uniform start: every op begins with (almost) the same say (reference: 1e-3 * randn).
+            self.register_parameter(f"alphas_{cell}", nn.Parameter(1e-3 * torch.randn(shape)))
+        self._fixed: dict[str, dict[int, torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ the two parameter sets
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [getattr(self, f"alphas_{cell}") for cell in self.cell_types]
+
+    def weights(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def op_weights(self) -> tuple[torch.Tensor, ...]:
+        """The op weights of every edge, one (edges x ops) tensor per cell type (see module doc)."""
+        return self.apply_fixed(self.relaxed_weights())
+
+    def relaxed_weights(self) -> tuple[torch.Tensor, ...]:
+        """The op weights as alpha says, decided edges included (what their argmax would be)."""
+        return tuple(F.softmax(a, dim=-1) if self.relaxation == "softmax" else a for a in self.arch_parameters())
+
+    # ------------------------------------------------------------------ decided edges (PT)
+
+    def fix_edge(self, cell: str, edge: int, row: torch.Tensor) -> None:
+        """From now on edge `edge` of cell type `cell` mixes its ops with `row` (a one-hot row:
+        the op PT kept; zeros: an edge PT dropped), whatever alpha says."""
+        if cell not in self.cell_types:
+            raise ValueError(f"unknown cell type {cell!r} (this supernet has {', '.join(self.cell_types)})")
+        self._fixed.setdefault(cell, {})[int(edge)] = row.detach().clone()
+
+    def fixed_edges(self, cell: str) -> dict[int, torch.Tensor]:
+        return dict(self._fixed.get(cell, {}))
+
+    def clear_fixed(self) -> None:
+        self._fixed = {}
+
+    def apply_fixed(self, weights) -> tuple[torch.Tensor, ...]:
+        """`weights` (one tensor per cell type) with the fixed rows put in; no copy when nothing
+        is fixed. A fixed row passes no gradient to its alphas."""
+        out = []
+        for cell, w in zip(self.cell_types, weights):
+            fixed = self._fixed.get(cell)
+            if fixed:
+                rows = list(w.unbind(0))
+                for e, row in fixed.items():
+                    rows[e] = row.to(w)
+                w = torch.stack(rows)
+            out.append(w)
+        return tuple(out)
+
+    # ------------------------------------------------------------------ running
+
+    def forward(self, x, *weights, skip_zero: bool = False):
+        if len(weights) > len(self.cell_types):
+            raise ValueError(f"{len(weights)} op weight tensors for {len(self.cell_types)} cell type(s)")
+        defaults = None
+        ws = []
+        for i in range(len(self.cell_types)):
+            w = weights[i] if i < len(weights) else None
+            if w is None:
+                defaults = self.op_weights() if defaults is None else defaults
+                w = defaults[i]
+            ws.append(w)
+        # one host sync per cell type, not one per op
+        active = [(w != 0).tolist() for w in ws] if skip_zero else None
+        return self.run(x, ws, active)
+
+    def run(self, x, weights: list, active: list | None):
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------
+# DARTS
 
 
 class SearchCell(nn.Module):
@@ -65,13 +173,13 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(
             MixedOp(C, 2 if reduction and src < space.num_inputs else 1, space.ops) for src, _ in space.edges)
 
-    def forward(self, s0, s1, weights):
+    def forward(self, s0, s1, weights, active=None):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         e = 0
         for _ in range(self.steps):
             node = None
             for h in states:
-                y = self.edges[e](h, weights[e])
+                y = self.edges[e](h, weights[e], None if active is None else active[e])
                 node = y if node is None else node + y
                 e += 1
             states.append(node)
@@ -83,18 +191,19 @@ def reduction_layers(layers: int) -> tuple[int, int]:
     return layers // 3, 2 * layers // 3
 
 
-class Supernet(nn.Module):
+class Supernet(CellSupernet):
+    """The DARTS search network: stem, `layers` cells (reductions at 1/3 and 2/3 depth), global
+    pooling, linear."""
+
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, in_channels: int = 3, steps: int = 4,
                  multiplier: int = 4, stem_multiplier: int = 3, space: SearchSpace = DARTS_SPACE):
         super().__init__()
-        if space.num_inputs != 2:
-            raise ValueError(f"Supernet builds DARTS-style cells with 2 input nodes; space {space.name!r} has "
-                             f"{space.num_inputs} (it needs its own macro network)")
+        if space.num_inputs != 2 or len(space.cell_types) != 2:
+            raise ValueError(f"Supernet builds DARTS-style cells (2 input nodes, normal and reduction cells); "
+                             f"space {space.name!r} needs its own macro network")
         if not 1 <= multiplier <= steps:
             raise ValueError(f"multiplier must be in 1..steps={steps}, got {multiplier}")
         self.space = space.with_steps(steps)
-        self.config = dict(C=C, num_classes=num_classes, layers=layers, in_channels=in_channels, steps=steps,
-                           multiplier=multiplier, stem_multiplier=stem_multiplier, space=space.name)
         self.steps, self.multiplier = steps, multiplier
         c_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
@@ -110,37 +219,68 @@ class Supernet(nn.Module):
             c_prev_prev, c_prev = c_prev, multiplier * c_curr
         self.cells = nn.ModuleList(cells)
         self.classifier = nn.Linear(c_prev, num_classes)
-        shape = (self.space.num_edges, len(self.space.ops))
-        # Near-uniform start: every op begins with (almost) the same say (reference: 1e-3 * randn).
-        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(shape))
-        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(shape))
+        self._init_alphas()
 
-    # ------------------------------------------------------------------ the two parameter sets
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alphas_normal, self.alphas_reduce]
-
-    def weights(self) -> list[nn.Parameter]:
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch]
-
-    def op_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """softmax(alpha) per edge, (normal, reduce): what DARTS mixes the ops with."""
-        return F.softmax(self.alphas_normal, dim=-1), F.softmax(self.alphas_reduce, dim=-1)
-
-    # ------------------------------------------------------------------ running
-
-    def forward(self, x, weights_normal=None, weights_reduce=None):
-        if weights_normal is None or weights_reduce is None:
-            wn, wr = self.op_weights()
-            weights_normal = wn if weights_normal is None else weights_normal
-            weights_reduce = wr if weights_reduce is None else weights_reduce
+    def run(self, x, weights, active):
+        wn, wr = weights
+        an, ar = (None, None) if active is None else active
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights_reduce if cell.reduction else weights_normal)
+            s0, s1 = s1, cell(s0, s1, wr if cell.reduction else wn, ar if cell.reduction else an)
         return self.classifier(s1.mean(dim=(2, 3)))
 
-    def genotype(self):
-        """The DARTS argmax genotype of the current alphas."""
-        from .selection import ArgmaxSelector
-        return ArgmaxSelector().select(self)
+
+# ---------------------------------------------------------------------------------------------
+# NAS-Bench-201
+
+
+class NB201SearchCell(nn.Module):
+    """Node 0 is the cell input; node j sums one mixed edge from every node i < j; the last node
+    is the output."""
+
+    def __init__(self, space: SearchSpace, C: int):
+        super().__init__()
+        self.space = space
+        # pool_bn=False: the benchmark's search cells have no BN after the pool
+        self.edges = nn.ModuleList(MixedOp(C, 1, space.ops, pool_bn=False) for _ in space.edges)
+
+    def forward(self, x, weights, active=None):
+        nodes = [x]
+        for e, (src, dst) in enumerate(self.space.edges):
+            y = self.edges[e](nodes[src], weights[e], None if active is None else active[e])
+            if dst == len(nodes):
+                nodes.append(y)
+            else:
+                nodes[dst] = nodes[dst] + y
+        return nodes[-1]
+
+
+class NB201Supernet(CellSupernet):
+    """NAS-Bench-201's search network (the benchmark's DARTS model): stem 3x3 conv C + BN; three
+    stages of `layers` cells at C, 2C, 4C channels with a residual block of stride 2 between
+    them; BN, ReLU, global average pooling, linear. One set of alphas (6 x 5) for every cell."""
+
+    def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 5, in_channels: int = 3,
+                 space: SearchSpace = NB201_SPACE):
+        super().__init__()
+        if space.num_inputs != 1 or len(space.cell_types) != 1:
+            raise ValueError(f"NB201Supernet builds one cell type with 1 input node; space {space.name!r} does not fit")
+        self.space = space
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+        cells, c = [], C
+        for stage in range(3):
+            if stage:
+                cells.append(ResNetBasicBlock(c, 2 * c))
+                c *= 2
+            cells += [NB201SearchCell(space, c) for _ in range(layers)]
+        self.cells = nn.ModuleList(cells)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())
+        self.classifier = nn.Linear(c, num_classes)
+        self._init_alphas()
+
+    def run(self, x, weights, active):
+        (w,), a = weights, (None if active is None else active[0])
+        x = self.stem(x)
+        for cell in self.cells:
+            x = cell(x, w, a) if isinstance(cell, NB201SearchCell) else cell(x)
+        return self.classifier(self.lastact(x).mean(dim=(2, 3)))
