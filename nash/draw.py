@@ -115,7 +115,11 @@ def draw_network(net: Network, path, title: str | None = None) -> Path:
 
 def draw_genotype(genotype, path) -> Path:
     """The normal and reduction cells of a DARTS genotype, as the DARTS paper draws them:
-    inputs c_{k-2}, c_{k-1}, intermediate nodes 0..n-1, output c_{k}; edges named by op."""
+    inputs c_{k-2}, c_{k-1}, intermediate nodes 0..n-1, output c_{k}; edges named by op.
+    A NAS-Bench-201 cell (one cell type, nodes 0..3, node j sums edges from every i < j) is
+    drawn as that one cell, its 'none' edges left out."""
+    if hasattr(genotype, "nodes"):
+        return _draw_nb201(genotype, path)
     fig = figure((13, 5))
     axes = fig.subplots(1, 2)
     for ax, (name, ops, concat) in zip(axes, (("normal", genotype.normal, genotype.normal_concat),
@@ -150,3 +154,27 @@ def draw_genotype(genotype, path) -> Path:
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _draw_nb201(genotype, path) -> Path:
+    fig = figure((7, 4))
+    ax = fig.subplots()
+    pos = {0: (0, 0), 1: (1, 1), 2: (2, -1), 3: (3, 0)}
+    for n, xy in pos.items():
+        ax.scatter(*xy, s=900, c="#8ecae6" if n == 0 else "#ffd166" if n == 3 else "#cdb4db", zorder=2)
+        ax.text(*xy, str(n), fontsize=9, ha="center", va="center", zorder=3)
+    for j, node in enumerate(genotype.nodes, start=1):
+        for op, i in node:
+            if op == "none":
+                continue
+            _arrow(ax, pos[i], pos[j], rad=0.1, shrink=15)
+            (x1, y1), (x2, y2) = pos[i], pos[j]
+            t = 0.3 if i == 0 else 0.6  # 0->3 and 1->2 cross at their middles: labels apart
+            ax.text(x1 + t * (x2 - x1), y1 + t * (y2 - y1), op, fontsize=7, ha="center", va="center", zorder=4,
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="#999999"))
+    _fit(ax, pos, 0.5)
+    ax.set_title("NAS-Bench-201 cell")
+    ax.axis("off")
+    fig.tight_layout()
+    return save_figure(fig, path)
+

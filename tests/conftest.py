@@ -1,7 +1,16 @@
+import os
+
+# One thread per process (this one and every nash process a test starts, which inherit the
+# variable): the test nets are tiny, and two processes of two OpenMP threads each on a 2-core
+# machine can run 10x slower than one thread each, which would turn timing slack into noise.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import random
 
 import pytest
 import torch
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 from morphisms import start_net
 from morphisms.layers import WeightedAdd

@@ -26,12 +26,13 @@ class DartsConfig(SearchConfig):
     lam: float = 1.0  # MiLeNAS
     selector: str = "argmax"  # argmax | pt
     pt_tune_epochs: int = 5
+    pt_share: float = 0.5  # with a budget: the share of the search's time kept for PT
     space: str = "darts"  # darts | nb201
     track_hessian: bool = False
     epochs: int = 50
     search_share: float = 0.5
     channels: int = 16
-    layers: int = 8
+    layers: int | None = None  # None: the space's default (8 cells for darts, 5 per stage for nb201)
     batch_size: int = 64
     train_epochs: int = 600
     train_channels: int | None = None
@@ -63,12 +64,8 @@ class DartsConfig(SearchConfig):
 def derived_size(cfg: DartsConfig, data: DataSplits) -> tuple[int, int]:
     """(channels, cells) of the derived network: as given, else the space's default for this
     input size."""
-    from ..darts import search as darts_search
-    if hasattr(darts_search, "derived_size"):
-        channels, layers = darts_search.derived_size(cfg.space, tuple(data.image_size))
-    else:
-        big = min(data.image_size) >= 32
-        channels, layers = (36, 20) if big else (16, 8)
+    from ..darts.search import derived_size as space_default
+    channels, layers = space_default(cfg.space, tuple(data.image_size))
     return cfg.train_channels or channels, cfg.train_layers or layers
 
 
@@ -127,7 +124,7 @@ def run_darts(cfg: DartsConfig, data: DataSplits, run: RunDir, deadline: float |
 
     summary = run_search(cfg.search_keys(), run, data, progress=progress)
     rep.remove(bar)
-    genotype = get_genotype(summary["genotype"]) if cfg.space == "darts" else summary["genotype"]
+    genotype = get_genotype(summary["genotype"])  # either space's text form
     rep.log(f"genotype after {summary['epochs_done']} epochs: {genotype}")
     final, details = train_and_report(run, genotype, data, cfg, rep, deadline)
     search = {k: summary[k] for k in ("epochs_done", "seconds", "stopped", "val_acc") if k in summary}
