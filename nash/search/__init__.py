@@ -15,7 +15,7 @@ from ..data import load_dataset
 from ..errors import OptionError
 from ..rundir import RunDir, default_run_path
 from .climb import ClimbConfig, HillClimber, run_climb
-from .contract import SearchConfig, deadline_for, pick_device
+from .contract import SearchConfig, StartNetConfig, deadline_for, pick_device
 from .darts import DartsConfig, run_darts
 from .none import NoneConfig, run_none
 from .random_search import RandomConfig, run_random
@@ -98,4 +98,4 @@ def run_searcher(name: str, cfg: SearchConfig | None = None, out=None, resume=No
 
 
 __all__ = ["ClimbConfig", "DartsConfig", "HillClimber", "NoneConfig", "RandomConfig", "SEARCHERS", "SearchConfig",
-           "Searcher", "deadline_for", "load_data", "open_run", "pick_device", "run_searcher", "searcher"]
+           "Searcher", "StartNetConfig", "deadline_for", "load_data", "open_run", "pick_device", "run_searcher", "searcher"]

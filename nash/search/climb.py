@@ -21,7 +21,6 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 
@@ -34,42 +33,33 @@ from ..report import write_climb_report
 from ..rundir import RunDir
 from ..train import evaluate
 from . import plan
-from .contract import SearchConfig, time_left, timed_epochs, write_results
+from .contract import StartNetConfig, time_left, timed_epochs, write_results
 from .executors import ChildOrigin, LocalExecutor, TrainJob, TrainOutcome, TrainSettings, train_candidate
 
 SCHEDULES = ("budget", "paper")
 
 
 @dataclass
-class ClimbConfig(SearchConfig):
+class ClimbConfig(StartNetConfig):
     """Every knob of a climb; the defaults are the paper's (reference.md) but the schedule."""
     schedule: str = "budget"
     n_neigh: int = 8
     n_nm: int = 5
     epoch_neigh: int = 17
     epoch_final: int = 20
-    lr_start: float = 0.05
-    lr_end: float = 0.0
     pretrain_epochs: int = 20
     steps: int | None = None  # None: 5 (the paper's 12-hour run) without a budget, else planned
     search_share: float = 0.2  # `budget` schedule: share of the budget for candidates that lose
     max_growth: float | None = 2.0  # `budget` schedule: a child costs at most this times its parent
-    batch_size: int = 128
-    widths: tuple = (64, 128, 256)
-    mixup: float = 0.0
-    cutout: int = 0
-    start: str | None = None  # a saved Network to start from instead of the NASH start net
-
-    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("budget", "device")
 
     def validate(self) -> None:
         super().validate()
         if self.schedule not in SCHEDULES:
             raise OptionError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
-        for name in ("n_neigh", "n_nm", "batch_size"):
+        for name in ("n_neigh", "n_nm"):
             if getattr(self, name) < 1:
                 raise OptionError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("epoch_neigh", "epoch_final", "pretrain_epochs", "cutout"):
+        for name in ("epoch_neigh", "epoch_final", "pretrain_epochs"):
             if getattr(self, name) < 0:
                 raise OptionError(f"{name} must be at least 0, got {getattr(self, name)}")
         if self.steps is not None and self.steps < 0:
@@ -78,10 +68,6 @@ class ClimbConfig(SearchConfig):
             raise OptionError(f"search_share must be between 0 and 1, got {self.search_share}")
         if self.max_growth is not None and not self.max_growth >= 1:
             raise OptionError(f"max_growth must be at least 1 (or None: no cap), got {self.max_growth}")
-        if not (self.lr_start > 0 and self.lr_end >= 0):
-            raise OptionError(f"learning rates must be positive (lr_start {self.lr_start}, lr_end {self.lr_end})")
-        if not self.widths or any(int(w) < 1 for w in self.widths):
-            raise OptionError(f"widths must be positive integers, got {self.widths}")
         if self.schedule == "budget" and self.steps != 0 and self.n_neigh < 2:
             raise OptionError("the budget schedule needs n_neigh >= 2 (the parent and a child)")
 

@@ -85,6 +85,29 @@ class SearchConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if k in self.RESUME_MAY_CHANGE})
 
 
+@dataclass
+class StartNetConfig(SearchConfig):
+    """What the searchers that start from the NASH start net (nash, random, none) share: the
+    start net and how a network is trained (SGD, one cosine cycle per call)."""
+    lr_start: float = 0.05
+    lr_end: float = 0.0
+    batch_size: int = 128
+    widths: tuple = (64, 128, 256)
+    mixup: float = 0.0
+    cutout: int = 0
+    start: str | None = None  # a saved Network to start from instead of the NASH start net
+
+    def validate(self) -> None:
+        super().validate()
+        if self.batch_size < 1 or self.cutout < 0 or self.mixup < 0:
+            raise OptionError(f"batch_size must be at least 1, cutout and mixup at least 0 (got {self.batch_size}, "
+                              f"{self.cutout}, {self.mixup})")
+        if not (self.lr_start > 0 and self.lr_end >= 0):
+            raise OptionError(f"learning rates must be positive (lr_start {self.lr_start}, lr_end {self.lr_end})")
+        if not self.widths or any(int(w) < 1 for w in self.widths):
+            raise OptionError(f"widths must be positive integers, got {self.widths}")
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

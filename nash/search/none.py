@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 from ..data import DataSplits
 from ..errors import NashError, OptionError
@@ -19,28 +18,19 @@ from ..report import write_climb_report
 from ..rundir import RunDir
 from ..train import evaluate, sgdr_train
 from .climb import make_start_net, net_from_state, net_state
-from .contract import SearchConfig, time_left, timed_epochs, write_results
+from .contract import StartNetConfig, time_left, timed_epochs, write_results
 
 CHUNK = 0.1  # of the cycle, between checkpoints
 
 
 @dataclass
-class NoneConfig(SearchConfig):
+class NoneConfig(StartNetConfig):
     epochs: int = 125  # without a budget: what the paper's 5-step climb trains its lineage for
-    lr_start: float = 0.05
-    lr_end: float = 0.0
-    batch_size: int = 128
-    widths: tuple = (64, 128, 256)
-    mixup: float = 0.0
-    cutout: int = 0
-    start: str | None = None
-
-    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("budget", "device")
 
     def validate(self) -> None:
         super().validate()
-        if self.epochs < 1 or self.batch_size < 1:
-            raise OptionError(f"epochs and batch_size must be at least 1, got {self.epochs}, {self.batch_size}")
+        if self.epochs < 1:
+            raise OptionError(f"epochs must be at least 1, got {self.epochs}")
 
 
 def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, deadline: float | None, rep, executor=None) -> dict:

@@ -16,7 +16,6 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import ClassVar
 
 
 from morphisms import random_morphisms
@@ -28,31 +27,22 @@ from ..rundir import RunDir
 from ..train import evaluate, sgdr_train
 from . import plan
 from .climb import ClimbConfig, child_seed, make_start_net, net_from_state, net_state
-from .contract import SearchConfig, time_left, timed_epochs, write_results
+from .contract import StartNetConfig, time_left, timed_epochs, write_results
 from .executors import LocalExecutor, TrainJob, TrainSettings, train_candidate
 
 
 @dataclass
-class RandomConfig(SearchConfig):
+class RandomConfig(StartNetConfig):
     n_neigh: int = 8  # as the climb: sets how many steps a climb plans, so how long sequences are
     n_nm: int = 5
     candidates: int = 8  # without a budget
     epoch_neigh: int = 17
     epoch_final: int = 20
     search_share: float = 0.5  # with a budget: the share spent on candidates, before the winner's cycle
-    lr_start: float = 0.05
-    lr_end: float = 0.0
-    batch_size: int = 128
-    widths: tuple = (64, 128, 256)
-    mixup: float = 0.0
-    cutout: int = 0
-    start: str | None = None
-
-    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("budget", "device")
 
     def validate(self) -> None:
         super().validate()
-        for name in ("n_neigh", "n_nm", "candidates", "epoch_neigh", "batch_size"):
+        for name in ("n_neigh", "n_nm", "candidates", "epoch_neigh"):
             if getattr(self, name) < 1:
                 raise OptionError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.search_share < 1:
