@@ -53,6 +53,15 @@ def test_climb_writes_a_complete_run_directory(tmp_path):
     assert CliRunner().invoke(main, ["climb", *QUICK, "--schedule", "paper", "--out", str(out2)]).exit_code == 0
     again = [json.loads(l) for l in (out2 / "events.jsonl").read_text().splitlines()]
     assert comparable(again) == comparable(events)
+    # ... file by file, except wall-clock times: the final network bit for bit, the results
+    import torch
+    assert (out2 / "best" / "graph.json").read_text() == (out / "best" / "graph.json").read_text()
+    w1, w2 = (torch.load(d / "best" / "weights.pt", weights_only=True) for d in (out, out2))
+    assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
+    r1, r2 = (json.loads((d / "results.json").read_text()) for d in (out, out2))
+    untimed = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "search_seconds", "curve")}
+    assert untimed(r1) == untimed(r2) and [a for _, a in r1["curve"]] == [a for _, a in r2["curve"]]
+    assert (out2 / "config.json").read_text() == (out / "config.json").read_text().replace(str(out), str(out2))
     # show and export read the run
     r = CliRunner().invoke(main, ["show", str(out)])
     assert r.exit_code == 0 and "final" in r.output
