@@ -86,6 +86,13 @@ class Concat(nn.Module):
         return torch.cat(xs, dim=1)
 
 
+class Zeros(nn.Module):
+    """A map of zeros shaped like the input (a cell node whose every incoming edge is 'none')."""
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
 class GlobalAvgPool(nn.Module):
     def forward(self, x):
         return x.mean(dim=(2, 3))
@@ -196,6 +203,10 @@ register_layer(LayerKind(
                               count_include_pad=a["count_include_pad"]),
     channels="preserve", keeps_nonneg=True,
     defaults=dict(kernel_size=2, stride=None, padding=0, count_include_pad=False)))
+# A NAS-Bench-201 node whose every input is 'none' is all zeros, yet a conv that reads it still
+# outputs BN's learned shift: lowering such cells exactly needs a node that outputs zeros.
+register_layer(LayerKind("zero", lambda a, s: tuple(s[0]), lambda a, s: Zeros(), channels="preserve",
+                         keeps_nonneg=True))
 register_layer(LayerKind("global_pool", lambda a, s: (_map(s[0], "global_pool")[0],),
                          lambda a, s: GlobalAvgPool(), channels="preserve", keeps_nonneg=True))
 register_layer(LayerKind(

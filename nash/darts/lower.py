@@ -20,22 +20,11 @@ import networkx as nx
 
 from morphisms.errors import GraphError
 from morphisms.graph import add_layer, new_graph
-from morphisms.layers import LAYERS, LayerKind, register_layer
 from morphisms.network import Network
 
 from .genotype import GenotypeError, NB201Genotype, get_genotype
-from .ops import OPS, FactorizedReduce, ReLUConvBN, Zero
+from .ops import OPS, FactorizedReduce, ReLUConvBN
 from .supernet import reduction_layers
-
-# A NAS-Bench-201 node whose every input is 'none' is a map of zeros, and a conv reading it
-# still outputs BN's learned shift: lowering such cells exactly needs a node that outputs zeros
-# shaped like its input. No existing layer kind does (each has trainable weights or passes its
-# input on), hence this kind. It belongs in morphisms/layers.py (a network holding one loads
-# only where the kind is registered); it is registered here only if that has not happened.
-if "zero" not in LAYERS:
-    register_layer(LayerKind("zero", lambda a, s: tuple(s[0]), lambda a, s: Zero(1), channels="preserve",
-                             keeps_nonneg=True))
-
 
 class _CellBuilder:
     """Adds the nodes of one op or block, naming them `<prefix>_<part>` so the graph reads like
