@@ -203,6 +203,12 @@ def plot_curves(methods, seeds, runs, path, budget) -> None:
         line = ax.plot(ts, [statistics.fmean(vs) for _, vs in pts], label=m)[0]
         ax.fill_between(ts, [min(vs) for _, vs in pts], [max(vs) for _, vs in pts], alpha=0.2,
                         color=line.get_color())
+    # zoom past the first tenth of the budget: the untrained start net (chance level) would
+    # squash the part where the methods differ
+    later = [acc for c in (runs[(m, s)].get("curve", []) for m in methods for s in range(seeds) if (m, s) in runs)
+             for t, acc in c if t >= 0.1 * horizon]
+    if later:
+        ax.set_ylim(max(0.0, min(later) - 0.02), min(1.0, max(later) + 0.01))
     ax.set(xlabel="wall-clock seconds", ylabel="best validation accuracy so far",
            title="anytime performance (mean over seeds; band: min-max)")
     ax.legend(loc="lower right")
