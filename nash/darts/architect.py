@@ -91,8 +91,9 @@ class FirstOrder(ArchStrategy):
     name = "darts-1st"
 
     def arch_grads(self, supernet, train_batch, val_batch, w_optimizer, eta):
-        loss = self.loss(supernet, val_batch)
-        return _grads(loss, supernet.arch_parameters()), {"val_loss": loss.detach()}
+        with supernet.weights_frozen():
+            loss = self.loss(supernet, val_batch)
+            return _grads(loss, supernet.arch_parameters()), {"val_loss": loss.detach()}
 
 
 class SecondOrder(ArchStrategy):
@@ -125,8 +126,8 @@ class SecondOrder(ArchStrategy):
         buffers = [b.detach().clone() for b in supernet.buffers()]
         saved = [p.detach().clone() for p in weights]
         try:
-            # 1. the virtual step w' (in place)
-            g_train = _grads(self.loss(supernet, train_batch), weights)
+            # 1. the virtual step w' (in place); only weight gradients: detached op weights
+            g_train = _grads(self.loss(supernet, train_batch, self.weight_step_weights(supernet)), weights)
             step = self._sgd_direction(w_optimizer, weights, g_train)
             del g_train
             with torch.no_grad():
@@ -143,11 +144,13 @@ class SecondOrder(ArchStrategy):
             with torch.no_grad():
                 for p, s, t in zip(weights, saved, v):
                     p.copy_(s).add_(R * t)
-            g_plus = _grads(self.loss(supernet, train_batch), alphas)
+            with supernet.weights_frozen():
+                g_plus = _grads(self.loss(supernet, train_batch), alphas)
             with torch.no_grad():
                 for p, s, t in zip(weights, saved, v):
                     p.copy_(s).sub_(R * t)
-            g_minus = _grads(self.loss(supernet, train_batch), alphas)
+            with supernet.weights_frozen():
+                g_minus = _grads(self.loss(supernet, train_batch), alphas)
             grads = [da - eta * (gp - gm) / (2 * R) for da, gp, gm in zip(dalpha, g_plus, g_minus)]
         finally:
             # exact restore (a copy, not w - R v + R v, which would drift in floating point)
@@ -172,10 +175,11 @@ class MixedLevel(ArchStrategy):
 
     def arch_grads(self, supernet, train_batch, val_batch, w_optimizer, eta):
         alphas = supernet.arch_parameters()
-        train_loss = self.loss(supernet, train_batch)
-        g_train = _grads(train_loss, alphas)
-        val_loss = self.loss(supernet, val_batch)
-        g_val = _grads(val_loss, alphas)
+        with supernet.weights_frozen():
+            train_loss = self.loss(supernet, train_batch)
+            g_train = _grads(train_loss, alphas)
+            val_loss = self.loss(supernet, val_batch)
+            g_val = _grads(val_loss, alphas)
         grads = [gt + self.lam * gv for gt, gv in zip(g_train, g_val)]
         return grads, {"val_loss": val_loss.detach(), "train_loss": train_loss.detach()}
 
@@ -215,8 +219,9 @@ class Proximal(ArchStrategy):
         return supernet.apply_fixed(self.discrete_weights(supernet))
 
     def arch_grads(self, supernet, train_batch, val_batch, w_optimizer, eta):
-        loss = self.loss(supernet, val_batch)
-        return _grads(loss, supernet.arch_parameters()), {"val_loss": loss.detach()}
+        with supernet.weights_frozen():
+            loss = self.loss(supernet, val_batch)
+            return _grads(loss, supernet.arch_parameters()), {"val_loss": loss.detach()}
 
     def step(self, supernet, train_batch, val_batch, w_optimizer, eta: float) -> dict:
         info = super().step(supernet, train_batch, val_batch, w_optimizer, eta)

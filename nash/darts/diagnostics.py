@@ -47,8 +47,9 @@ def alpha_hessian_eigenvalue(supernet, strategy, batch, iters: int = 20, seed: i
     was_training = supernet.training
     supernet.train()
     try:
-        return dominant_eigenvalue(lambda: strategy.loss(supernet, batch), supernet.arch_parameters(), iters,
-                                   torch.Generator().manual_seed(seed))
+        with supernet.weights_frozen():  # only alpha derivatives are read
+            return dominant_eigenvalue(lambda: strategy.loss(supernet, batch), supernet.arch_parameters(), iters,
+                                       torch.Generator().manual_seed(seed))
     finally:
         supernet.train(was_training)
         with torch.no_grad():

@@ -109,8 +109,10 @@ class AdversarialSmoothing(Smoother):
             step = 2 * epsilon / self.steps
             for _ in range(self.steps):
                 ws = tuple(w.requires_grad_() for w in ws)
-                # allow_unused: a cell whose every edge PT has decided does not depend on its weights
-                grads = torch.autograd.grad(loss(ws), ws, allow_unused=True)
+                # allow_unused: a cell whose every edge PT has decided does not depend on its weights;
+                # weights frozen: the attack reads the op weights' gradient only
+                with supernet.weights_frozen():
+                    grads = torch.autograd.grad(loss(ws), ws, allow_unused=True)
                 grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, ws)]
                 with torch.no_grad():
                     ws = tuple(clip_rows(w0 + (w + step * g.sign() - w0).clamp(-epsilon, epsilon))

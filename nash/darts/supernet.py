@@ -24,10 +24,13 @@ step: a one-hot row runs a single op); deciding that costs one host sync per cel
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused import op_plan, source_edges
 from .ops import (DARTS_SPACE, NB201_SPACE, OPS, FactorizedReduce, ReLUConvBN, ResNetBasicBlock, SearchSpace, Zero,
                   is_pool)
 
@@ -52,17 +55,12 @@ class MixedOp(nn.Module):
         self.zero = Zero(stride)
         # 'none' adds w * 0: nothing to the output and nothing to any gradient, so it is not run.
         self._run = [not isinstance(op, Zero) for op in self.ops]
+        self.plans = [op_plan(op) for op in self.ops]  # how the fast path runs each op (fused.py)
 
     def forward(self, x, weights, active=None):
-        """active: per op, whether to run it (None: all)."""
-        out = None
-        for k, op in enumerate(self.ops):
-            if self._run[k] and (active is None or active[k]):
-                y = weights[k] * op(x)
-                out = y if out is None else out + y
-        if out is None:  # nothing runs on this edge ('none' only, or a dropped edge)
-            out = self.zero(x)
-        return out
+        """sum_k weights[k] * op_k(x) over the ops that run; active: per op, whether to run it
+        (None: all). A cell computes all edges leaving a node together instead (`source_edges`)."""
+        return source_edges(x, [self], [weights], [active])[0]
 
 
 class CellSupernet(nn.Module):
@@ -80,6 +78,10 @@ class CellSupernet(nn.Module):
         return self.space.cell_types
 
     def _init_alphas(self):
+        # channels_last: the convs' fast layout on CPU (oneDNN) and GPU alike; 5-10x faster
+        # depthwise convs on CPU than NCHW (experiments/bench_darts.py). Inputs are converted in
+        # forward; the weights here, once.
+        self.to(memory_format=torch.channels_last)
         shape = (self.space.num_edges, len(self.space.ops))
         for cell in self.cell_types:
             # Near-uniform start: every op begins with (almost) the same say (reference: 1e-3 * randn).
@@ -94,6 +96,21 @@ class CellSupernet(nn.Module):
     def weights(self) -> list[nn.Parameter]:
         arch = {id(p) for p in self.arch_parameters()}
         return [p for p in self.parameters() if id(p) not in arch]
+
+    @contextmanager
+    def weights_frozen(self):
+        """Forward passes inside build no graph towards the weights: for passes whose only
+        gradient anyone reads is the alphas' (or the op weights'). Autograd then neither computes
+        weight gradients nor keeps what only they need (a conv's input, for one). The weights'
+        requires_grad is off for the duration and restored after, also on an exception."""
+        frozen = [p for p in self.weights() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
 
     def op_weights(self) -> tuple[torch.Tensor, ...]:
         """The op weights of every edge, one (edges x ops) tensor per cell type (see module doc)."""
@@ -147,10 +164,33 @@ class CellSupernet(nn.Module):
             ws.append(w)
         # one host sync per cell type, not one per op
         active = [(w != 0).tolist() for w in ws] if skip_zero else None
-        return self.run(x, ws, active)
+        return self.run(x.contiguous(memory_format=torch.channels_last), ws, active)
 
     def run(self, x, weights: list, active: list | None):
         raise NotImplementedError
+
+
+def run_cell(edges, space: SearchSpace, inputs: list, weights, active) -> list:
+    """Every node of a cell: `inputs` (the input nodes' values), then each intermediate node, the
+    sum of its incoming edges in source order. The edges leaving a node are computed together
+    as soon as the node is complete (`source_edges`), which is when all its sources are done."""
+    nodes = list(inputs)
+    sums: dict = {}
+    out_edges: dict = {}
+    for e, (src, dst) in enumerate(space.edges):
+        out_edges.setdefault(src, []).append((e, dst))
+    for src in range(space.num_inputs + space.steps):
+        if src >= len(nodes):  # every source of this node is done (sources come in order)
+            nodes.append(sums.pop(src))
+        leaving = out_edges.get(src)
+        if not leaving:
+            continue
+        ys = source_edges(nodes[src], [edges[e] for e, _ in leaving], [weights[e] for e, _ in leaving],
+                          [None if active is None else active[e] for e, _ in leaving])
+        for (_, dst), y in zip(leaving, ys):
+            # y is a fresh tensor (source_edges): accumulating in place into it is safe
+            sums[dst] = y if dst not in sums else sums[dst].add_(y)
+    return nodes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +202,7 @@ class SearchCell(nn.Module):
                  reduction: bool, reduction_prev: bool):
         super().__init__()
         self.reduction = reduction
+        self.space = space
         self.steps = space.steps
         self.multiplier = multiplier
         # The cell before a reduction cell has twice the resolution of the one before this one
@@ -174,16 +215,8 @@ class SearchCell(nn.Module):
             MixedOp(C, 2 if reduction and src < space.num_inputs else 1, space.ops) for src, _ in space.edges)
 
     def forward(self, s0, s1, weights, active=None):
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        e = 0
-        for _ in range(self.steps):
-            node = None
-            for h in states:
-                y = self.edges[e](h, weights[e], None if active is None else active[e])
-                node = y if node is None else node + y
-                e += 1
-            states.append(node)
-        return torch.cat(states[-self.multiplier:], dim=1)
+        return torch.cat(run_cell(self.edges, self.space, [self.preprocess0(s0), self.preprocess1(s1)], weights,
+                                  active)[-self.multiplier:], dim=1)
 
 
 def reduction_layers(layers: int) -> tuple[int, int]:
@@ -245,14 +278,7 @@ class NB201SearchCell(nn.Module):
         self.edges = nn.ModuleList(MixedOp(C, 1, space.ops, pool_bn=False) for _ in space.edges)
 
     def forward(self, x, weights, active=None):
-        nodes = [x]
-        for e, (src, dst) in enumerate(self.space.edges):
-            y = self.edges[e](nodes[src], weights[e], None if active is None else active[e])
-            if dst == len(nodes):
-                nodes.append(y)
-            else:
-                nodes[dst] = nodes[dst] + y
-        return nodes[-1]
+        return run_cell(self.edges, self.space, [x], weights, active)[-1]
 
 
 class NB201Supernet(CellSupernet):
