@@ -90,8 +90,8 @@ def test_milenas_with_lam_zero_is_the_single_level_training_gradient():
     alphas = net.arch_parameters()
     single = torch.autograd.grad(F.cross_entropy(net(train[0]), train[1]), alphas)
     grads, info = MixedLevel(net, lam=0.0).arch_grads(net, train, val, opt, 0.05)
-    for g, e in zip(grads, single):
-        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-9)
+    for g, e in zip(grads, single):  # fp32 rounding: the alpha-only pass takes other kernels
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-8)
     # lam weighs the validation gradient in
     on_val = torch.autograd.grad(F.cross_entropy(net(val[0]), val[1]), alphas)
     grads, _ = MixedLevel(net, lam=0.5).arch_grads(net, train, val, opt, 0.05)

@@ -33,6 +33,8 @@ from .selection import argmax_mask
 
 
 def _grads(loss, params) -> list[torch.Tensor]:
+    if not loss.requires_grad:  # nothing it depends on learns (weights frozen, every edge decided)
+        return [torch.zeros_like(p) for p in params]
     gs = torch.autograd.grad(loss, params, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
 

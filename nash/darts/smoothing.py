@@ -112,7 +112,9 @@ class AdversarialSmoothing(Smoother):
                 # allow_unused: a cell whose every edge PT has decided does not depend on its weights;
                 # weights frozen: the attack reads the op weights' gradient only
                 with supernet.weights_frozen():
-                    grads = torch.autograd.grad(loss(ws), ws, allow_unused=True)
+                    attacked = loss(ws)
+                    grads = torch.autograd.grad(attacked, ws, allow_unused=True) if attacked.requires_grad \
+                        else [None] * len(ws)
                 grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, ws)]
                 with torch.no_grad():
                     ws = tuple(clip_rows(w0 + (w + step * g.sign() - w0).clamp(-epsilon, epsilon))
