@@ -23,7 +23,7 @@ the ratios robust to a machine whose load changes during the run.
 
 Memory: on CUDA the peak allocated by torch during a setup's timed steps. On CPU each setup runs
 once more in a fresh process of its own (warm-up step and one step) and reports its peak resident
-set (VmHWM of /proc/self/status): `peak MB` is the whole process, `+MB` its growth over the process
+set (VmHWM of /proc/self/status; glibc's mmap threshold fixed, see memory_probe): `peak MB` is the whole process, `+MB` its growth over the process
 with the model and data built, before the first step (the step's own working memory).
 
 The last line printed is one JSON object with every figure and the plain/fast ratios.
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -134,7 +135,11 @@ def memory_probe(name: str, size, threads) -> dict:
     cmd = [sys.executable, __file__, "--probe", name, "--sizes", "x".join(map(str, size))]
     if threads:
         cmd += ["--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    # A fixed mmap threshold: glibc otherwise raises it as large blocks are freed and then serves
+    # activations from a fragmenting heap, so the peak would measure the allocator's history
+    # rather than the step's live tensors. Same setting for every path.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -61,6 +61,32 @@ class DepthwisePointwise(torch.autograd.Function):
         return g_x, g_dw, g_pw, None, None, None
 
 
+class WeightedBatchNorm(torch.autograd.Function):
+    """w * BN(x) for an affine-free BN in training mode, keeping x (which BN keeps anyway) but not
+    BN's output: the gradient of w, sum(g * BN(x)), recomputes BN(x) from x and the batch
+    statistics. Without it, w * y keeps y for w's gradient: one more activation per op."""
+
+    @staticmethod
+    def forward(ctx, x, w, running_mean, running_var, momentum, eps):
+        y, mean, invstd = torch.ops.aten.native_batch_norm(x, None, None, running_mean, running_var, True,
+                                                           momentum, eps)
+        ctx.eps = eps
+        ctx.save_for_backward(x, w, mean, invstd)
+        return y * w
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, mean, invstd = ctx.saved_tensors
+        g_x = g_w = None
+        if ctx.needs_input_grad[0]:
+            g_x = torch.ops.aten.native_batch_norm_backward(g * w, x, None, None, None, mean, invstd, True, ctx.eps,
+                                                            [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            shape = (1, -1, 1, 1)
+            g_w = (g * ((x - mean.view(shape)) * invstd.view(shape))).sum().reshape(w.shape)
+        return g_x, g_w, None, None, None, None
+
+
 def _is_depthwise(m) -> bool:
     return (isinstance(m, nn.Conv2d) and m.bias is None and m.groups == m.in_channels == m.out_channels
             and m.padding_mode == "zeros" and not isinstance(m.padding, str))
@@ -101,17 +127,30 @@ def op_plan(op: nn.Module):
     return "opaque", ()
 
 
-def run_relu_first(op: nn.Module, steps, r):
-    """A "relu_first" op (see `op_plan`) applied to r = ReLU(x)."""
+def run_relu_first(op: nn.Module, steps, r, w):
+    """w * (a "relu_first" op (see `op_plan`) applied to r = ReLU(x)); w a 0-dim tensor. A final
+    affine-free BN in training mode and a w that learns go through `WeightedBatchNorm`."""
     if steps == ("fr",):  # FactorizedReduce without its own ReLU
-        return op.bn(torch.cat([op.conv_1(r), op.conv_2(r[:, :, 1:, 1:])], dim=1))
-    for how, i in steps:
-        if how == "dwpw":
-            dw, pw = op[i], op[i + 1]
-            r = DepthwisePointwise.apply(r, dw.weight, pw.weight, dw.stride, dw.padding, dw.dilation)
-        else:
-            r = op[i](r)
-    return r
+        x, bn = torch.cat([op.conv_1(r), op.conv_2(r[:, :, 1:, 1:])], dim=1), op.bn
+    else:
+        for how, i in steps[:-1]:
+            r = run_relu_first_step(op, how, i, r)
+        how, i = steps[-1]
+        if how != "layer" or not isinstance(op[i], nn.BatchNorm2d):
+            return w * run_relu_first_step(op, how, i, r)
+        x, bn = r, op[i]
+    if w.requires_grad and _shareable_bn(bn):
+        if bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+        return WeightedBatchNorm.apply(x, w, bn.running_mean, bn.running_var, bn.momentum, bn.eps)
+    return w * bn(x)
+
+
+def run_relu_first_step(op, how, i, r):
+    if how == "dwpw":
+        dw, pw = op[i], op[i + 1]
+        return DepthwisePointwise.apply(r, dw.weight, pw.weight, dw.stride, dw.padding, dw.dilation)
+    return op[i](r)
 
 
 def shared_batch_norm(x, bns: list) -> torch.Tensor:
@@ -154,6 +193,9 @@ def source_edges(h, mixed_ops, weights, active) -> list:
         w = weights[e][k]
         outs[e] = w * y if outs[e] is None else outs[e].addcmul_(y, w)
 
+    def add_weighted(e, wy):
+        outs[e] = wy if outs[e] is None else outs[e].add_(wy)
+
     relu = None
     for k, (kind, steps) in enumerate(ops0.plans):
         users = [e for e in range(len(mixed_ops)) if runs[e][k]]
@@ -179,7 +221,7 @@ def source_edges(h, mixed_ops, weights, active) -> list:
         elif kind == "relu_first":
             relu = F.relu(h) if relu is None else relu
             for e in users:
-                add(e, k, run_relu_first(mixed_ops[e].ops[k], steps, relu))
+                add_weighted(e, run_relu_first(mixed_ops[e].ops[k], steps, relu, weights[e][k]))
         else:  # an op this module does not know: as it is
             for e in users:
                 add(e, k, mixed_ops[e].ops[k](h))
