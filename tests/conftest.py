@@ -47,3 +47,17 @@ def random_start(rng: random.Random):
     torch.manual_seed(rng.randrange(2**31))
     net = start_net(shape[0], rng.randint(2, 10), widths=widths, input_size=shape[1:])
     return scramble(net, rng.randrange(2**31)).eval(), shape
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU; skipped where none is present "
+                                       "(experiments/device_check.sh runs them on one)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU on this machine")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)

@@ -30,34 +30,70 @@ from torch import nn
 from .ops import FactorizedReduce, Zero
 
 
+def _strided_by_dilation(w, stride, padding, dilation) -> int:
+    """d when a depthwise conv has stride == dilation == d > 1 and 'same' padding d * (k - 1) / 2
+    (DARTS's dilated convs on a reduction cell's input edges), else 0. Such a conv reads only
+    every d-th pixel of its padded input: it is the undilated, unstrided conv (padding
+    (k - 1) / 2) of x[:, :, ::d, ::d], a quarter of the work, and its backward avoids oneDNN's
+    strided dilated kernels (15-18x slower on CPU, experiments/bench_darts.py's notes)."""
+    d = dilation[0]
+    k = w.shape[-2:]
+    if d > 1 and tuple(stride) == tuple(dilation) == (d, d) and k[0] % 2 and k[1] % 2 \
+            and tuple(padding) == (d * (k[0] - 1) // 2, d * (k[1] - 1) // 2):
+        return d
+    return 0
+
+
+def depthwise(x, w, stride, padding, dilation):
+    d = _strided_by_dilation(w, stride, padding, dilation)
+    if d:
+        k = w.shape[-2:]
+        return F.conv2d(x[:, :, ::d, ::d], w, None, 1, ((k[0] - 1) // 2, (k[1] - 1) // 2), 1, x.shape[1])
+    return F.conv2d(x, w, None, stride, padding, dilation, x.shape[1])
+
+
+def depthwise_backward(g, x, w, stride, padding, dilation, need_x: bool, need_w: bool):
+    """(grad x, grad w) of `depthwise` (None where not needed)."""
+    conv_backward = torch.ops.aten.convolution_backward
+    d = _strided_by_dilation(w, stride, padding, dilation)
+    if not d:
+        g_x, g_w, _ = conv_backward(g, x, w, None, list(stride), list(padding), list(dilation), False, [0, 0],
+                                    x.shape[1], [need_x, need_w, False])
+        return g_x, g_w
+    k = w.shape[-2:]
+    g_sub, g_w, _ = conv_backward(g, x[:, :, ::d, ::d], w, None, [1, 1], [(k[0] - 1) // 2, (k[1] - 1) // 2],
+                                  [1, 1], False, [0, 0], x.shape[1], [need_x, need_w, False])
+    g_x = None
+    if need_x:  # the pixels the conv never reads get no gradient
+        g_x = torch.zeros_like(x)
+        g_x[:, :, ::d, ::d] = g_sub
+    return g_x, g_w
+
+
 class DepthwisePointwise(torch.autograd.Function):
     """pointwise(depthwise(x)) that saves x (not the depthwise output) and recomputes the
     depthwise output in the backward only when the pointwise weight's gradient needs it."""
 
     @staticmethod
     def forward(ctx, x, w_dw, w_pw, stride, padding, dilation):
-        groups = x.shape[1]
-        a = F.conv2d(x, w_dw, None, stride, padding, dilation, groups)
-        ctx.conf = (stride, padding, dilation, groups)
+        ctx.conf = (stride, padding, dilation)
         ctx.save_for_backward(x, w_dw, w_pw)
-        return F.conv2d(a, w_pw)
+        return F.conv2d(depthwise(x, w_dw, stride, padding, dilation), w_pw)
 
     @staticmethod
     def backward(ctx, g):
         x, w_dw, w_pw = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.conf
+        stride, padding, dilation = ctx.conf
         need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
-        conv_backward = torch.ops.aten.convolution_backward
         g_x = g_dw = g_pw = g_a = None
         if need_pw:  # the pointwise weight gradient needs the depthwise output: recompute it
-            a = F.conv2d(x, w_dw, None, stride, padding, dilation, groups)
-            g_a, g_pw, _ = conv_backward(g, a, w_pw, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
-                                         [need_x or need_dw, True, False])
+            a = depthwise(x, w_dw, stride, padding, dilation)
+            g_a, g_pw, _ = torch.ops.aten.convolution_backward(g, a, w_pw, None, [1, 1], [0, 0], [1, 1], False,
+                                                               [0, 0], 1, [need_x or need_dw, True, False])
         elif need_x or need_dw:  # a 1x1 conv's input gradient is the 1x1 conv with the transposed weight
             g_a = F.conv2d(g, w_pw.transpose(0, 1))
         if need_x or need_dw:
-            g_x, g_dw, _ = conv_backward(g_a, x, w_dw, None, list(stride), list(padding), list(dilation),
-                                         False, [0, 0], groups, [need_x, need_dw, False])
+            g_x, g_dw = depthwise_backward(g_a, x, w_dw, stride, padding, dilation, need_x, need_dw)
         return g_x, g_dw, g_pw, None, None, None
 
 
@@ -82,8 +118,13 @@ class WeightedBatchNorm(torch.autograd.Function):
             g_x = torch.ops.aten.native_batch_norm_backward(g * w, x, None, None, None, mean, invstd, True, ctx.eps,
                                                             [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            shape = (1, -1, 1, 1)
-            g_w = (g * ((x - mean.view(shape)) * invstd.view(shape))).sum().reshape(w.shape)
+            if torch.is_grad_enabled():  # create_graph: BN(x) as a function of x, statistics included
+                var, mu = torch.var_mean(x, dim=(0, 2, 3), unbiased=False, keepdim=True)
+                y = (x - mu) * torch.rsqrt(var + ctx.eps)
+            else:  # the statistics the forward saved
+                shape = (1, -1, 1, 1)
+                y = (x - mean.view(shape)) * invstd.view(shape)
+            g_w = (g * y).sum().reshape(w.shape)
         return g_x, g_w, None, None, None, None
 
 
