@@ -48,7 +48,7 @@ def test_tiny_climb_on_cuda(tmp_path):
 
 def test_tiny_darts_search_on_cuda(tmp_path):
     cfg = DartsConfig(data="digits", subset=600, device="cuda", epochs=2, channels=4, layers=2, batch_size=32,
-                      train_epochs=3, train_channels=4, train_layers=2, train_batch_size=64)
+                      train_epochs=15, train_channels=8, train_layers=2, train_batch_size=64)
     res = run_searcher("darts", cfg, out=tmp_path / "run")
     assert res["final"]["test_acc"] > 0.2 and (tmp_path / "run" / "genotype.json").is_file()
 
