@@ -170,6 +170,8 @@ def main():
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for the plain loop")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time nash's step on torch.compile(net): compile seconds and steps to pay them back")
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.threads:
@@ -211,11 +213,27 @@ def main():
         print(f"{phase:<10} {row[0]:>9.2f} {row[1]:>9.2f} {row[2]:>10.2f}")
     total = {p: sum(v.values()) for p, v in parts.items()}
     print(f"channels_last alone: {total['nash-nchw'] / total['nash']:.2f}x per step")
+    compiled = None
+    if args.compile:
+        cnet = torch.compile(copy.deepcopy(net).to(device=device, memory_format=torch.channels_last))
+        xb = x[:128].to(device).contiguous(memory_format=torch.channels_last)
+        sync(device)
+        t = time.perf_counter()
+        with autocast_for(device):
+            F.cross_entropy(cnet(xb).float(), y[:128].to(device)).backward()  # compiles forward and backward
+        sync(device)
+        compile_s = time.perf_counter() - t
+        step_ms = sum(breakdown("nash", cnet, x, y, aug, device, args.profile_steps).values())
+        gain = total["nash"] - step_ms
+        compiled = {"compile_s": compile_s, "ms_per_step": step_ms,
+                    "pays_back_after_steps": compile_s * 1000 / gain if gain > 0 else None}
+        print(f"torch.compile: {compile_s:.1f} s to compile, {step_ms:.2f} ms/step against {total['nash']:.2f} eager: "
+              + (f"pays back after {compiled['pays_back_after_steps']:.0f} steps" if gain > 0 else "never pays back"))
     print(json.dumps({"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "data": args.data, "params": net.num_params(), "epochs": args.epochs, "rounds": args.rounds,
                       "images_per_s": {"sgdr_train": ours_ips, "plain": plain_ips},
                       "ratio": ours_ips / plain_ips, "ms_per_step": parts,
-                      "channels_last_ratio": total["nash-nchw"] / total["nash"]}))
+                      "channels_last_ratio": total["nash-nchw"] / total["nash"], "compiled": compiled}))
 
 
 if __name__ == "__main__":

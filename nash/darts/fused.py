@@ -195,11 +195,10 @@ def run_relu_first_step(op, how, i, r):
 
 
 def shared_batch_norm(x, bns: list) -> torch.Tensor:
-    """bns[0](x), standing for every BN module in `bns` (all affine-free, all fed this same x):
-    in training mode BN's output depends on x alone, so one call serves all; each further
-    module's running statistics get the update its own call would have made. In eval mode each
-    module has its own running statistics, so each runs (the caller gets the first's output only
-    when they agree)."""
+    """bns[0](x), standing for every BN module in `bns` (all affine-free, in training mode, fed
+    this same x): BN's output then depends on x alone, so one call serves all; each further
+    module's running statistics get the update its own call would have made. (In eval mode each
+    module normalises with its own running statistics: the caller runs each.)"""
     first = bns[0]
     if len(bns) == 1:
         return first(x)

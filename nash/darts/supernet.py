@@ -16,6 +16,9 @@ or the alphas themselves when a strategy uses them as plain values (`relaxation 
 NASP). Edges a selector has already decided (`fix_edge`, PT) keep their fixed row whatever
 alpha says, in every forward pass and every strategy's gradient.
 
+The forward pass is the fast path of `fused.py` (a node's outgoing edges computed together, in
+channels_last); `plain.py` computes the same function the DARTS reference's way.
+
 `forward(x, *weights)` takes optional explicit op weights, one tensor per cell type. With none
 given it uses `op_weights()`; SDARTS passes perturbed weights, NASP one-hot ones, and the
 weight step passes detached ones so that no graph towards the alphas is built when only the
