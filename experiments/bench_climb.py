@@ -8,7 +8,7 @@ validation split, writing events and the checkpoint. The timers wrap the functio
 calls (for this process only; nothing in nash changes), and a step's overhead is its wall time
 minus its candidates' training time.
 
-    python experiments/bench_climb.py                            # digits, 2 steps
+    python experiments/bench_climb.py                            # digits, 1 step
     python experiments/bench_climb.py --data cifar10 --data-dir DIR --subset 5000 --device cuda
     python experiments/bench_climb.py --data random32 --subset 5000 --device cuda   # CIFAR-sized, no files
 
@@ -101,7 +101,7 @@ def main():
     ap.add_argument("--data", default="digits", help="a nash data set, or random32 (random CIFAR-sized images)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--subset", type=int, default=None)
-    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=1)
     ap.add_argument("--epoch-neigh", type=int, default=17, help="epochs per candidate (paper: 17)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
