@@ -39,6 +39,16 @@ def _grads(loss, params) -> list[torch.Tensor]:
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
 
 
+def restore(supernet, weights, saved, buffers) -> None:
+    """Put the weights and the BN buffers back exactly as saved: copies, not w - R v + R v, which
+    would drift in floating point."""
+    with torch.no_grad():
+        for p, s in zip(weights, saved):
+            p.copy_(s)
+        for b, s in zip(supernet.buffers(), buffers):
+            b.copy_(s)
+
+
 class ArchStrategy:
     """Base: owns the optimizer of the alphas (Adam, lr 3e-4, betas (0.5, 0.999), wd 1e-3: the
     DARTS values) and applies whatever gradient `arch_grads` returns."""
@@ -155,12 +165,7 @@ class SecondOrder(ArchStrategy):
                 g_minus = _grads(self.loss(supernet, train_batch), alphas)
             grads = [da - eta * (gp - gm) / (2 * R) for da, gp, gm in zip(dalpha, g_plus, g_minus)]
         finally:
-            # exact restore (a copy, not w - R v + R v, which would drift in floating point)
-            with torch.no_grad():
-                for p, s in zip(weights, saved):
-                    p.copy_(s)
-                for b, s in zip(supernet.buffers(), buffers):
-                    b.copy_(s)
+            restore(supernet, weights, saved, buffers)
         return grads, {"val_loss": val_loss.detach()}
 
 

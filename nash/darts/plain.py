@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .architect import restore
+
 
 def plain_forward(supernet, x, weights=None):
     """The supernet's function, computed edge by edge and op by op as the reference does, in the
@@ -107,11 +109,7 @@ def plain_arch_grads(supernet, train_batch, val_batch, w_optimizer, eta: float, 
                 p.sub_(v, alpha=2 * float(R))
         g_minus = torch.autograd.grad(plain_loss(supernet, train_batch), alphas)
     finally:
-        with torch.no_grad():
-            for p, s in zip(weights, saved):
-                p.copy_(s)
-            for b, s in zip(supernet.buffers(), buffers):
-                b.copy_(s)
+        restore(supernet, weights, saved, buffers)
     return [d - eta * (gp - gm) / (2 * R) for d, gp, gm in zip(dalpha, g_plus, g_minus)]
 
 
