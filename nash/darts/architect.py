@@ -22,6 +22,9 @@ w' = w - eta * (grad_w L_train(w) + momentum * buffer + wd * w), whose implicit 
 -eta * d2 L_train / d alpha d w . grad_w' L_val(w') is approximated by a central finite
 difference at w +- R v, v = grad_w' L_val(w'), R = r / ||v||. The virtual weights are written
 into the supernet's own tensors and restored afterwards: no model copy is ever made.
+
+Passes whose only gradient anyone reads is the alphas' run under `supernet.weights_frozen()`:
+autograd then computes no weight gradients and keeps nothing only they would need.
 """
 from __future__ import annotations
 
