@@ -4,15 +4,18 @@ show where a training step's time goes on each path.
 The plain loop is what most NAS code does: a Dataset that augments one sample at a time
 (pad-and-crop shift, flip) in Python, a DataLoader that collates batches, fp32, NCHW. nash's
 sgdr_train keeps the whole set on the device as one tensor, augments whole batches with tensor
-ops, trains in channels_last (and bf16 autocast on CUDA) and syncs with the host once per epoch.
-Same network, same optimiser settings, same images per step, same number of epochs; printed as
-images/second and their ratio, measured in this one run (the paths alternate, --rounds times,
-and the median counts).
+ops, trains in channels_last (and bf16 autocast on CUDA) and syncs with the host once per epoch;
+the nash CLI also keeps the memory each step frees for the next (nash/allocator.py). Same
+network, same optimiser settings, same images per step, same number of epochs; printed as
+images/second and their ratio, measured in this one run. Each measurement runs in a fresh
+process (malloc's settings are process-wide, and the plain loop gets glibc's defaults as other
+code does); the paths alternate, --rounds times, and the median counts. 'nash-glibc' is
+sgdr_train in a process that left malloc alone, which isolates what keeping freed memory buys.
 
 The breakdown times --profile-steps steps of each path phase by phase (data: batch, augmentation,
 copy to the device; forward with the loss; backward; optimizer: learning rate, zero_grad, step;
 metrics), synchronising the device between phases, so its total is a little above a real step.
-A third column runs nash's step in NCHW, which isolates what channels_last buys.
+A column runs nash's step in NCHW, which isolates what channels_last buys.
 
     python experiments/bench_train.py [--data digits|random32|cifar10] [--data-dir DIR] [--device cpu|cuda]
 
@@ -23,7 +26,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from morphisms import start_net  # noqa: E402
+from nash.allocator import OPT_OUT, keep_freed_memory, kept  # noqa: E402
 from nash.data import Augment, iterate_batches, load_dataset  # noqa: E402
 from nash.train import autocast_for, cosine_lr, param_groups, sgdr_train  # noqa: E402
 
@@ -104,9 +110,10 @@ def nash_train(net, x, y, epochs, aug):
 
 
 def breakdown(path: str, net, x, y, aug, device, steps: int, batch_size=128, workers=0) -> dict:
-    """Milliseconds per step in each phase over `steps` steps. path: plain | nash | nash-nchw."""
+    """Milliseconds per step in each phase over `steps` steps. path: plain | nash | nash-nchw |
+    nash-glibc (the process decides malloc's settings)."""
     clock = {p: 0.0 for p in PHASES}
-    channels_last = path == "nash"
+    channels_last = path != "nash-nchw" and path != "plain"
     net.to(device).train()
     if channels_last:
         net.to(memory_format=torch.channels_last)
@@ -158,64 +165,39 @@ def breakdown(path: str, net, x, y, aug, device, steps: int, batch_size=128, wor
     return {p: 1000 * v / steps for p, v in clock.items()}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="digits", help="digits, random32 (10k random 3x32x32 images) or a nash data set")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--subset", type=int, default=None)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3, help="alternating runs of both paths; the median counts")
-    ap.add_argument("--profile-steps", type=int, default=20)
-    ap.add_argument("--widths", default="64,128,256")
-    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for the plain loop")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--compile", action="store_true",
-                    help="also time nash's step on torch.compile(net): compile seconds and steps to pay them back")
-    args = ap.parse_args()
-    device = torch.device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+PATHS = ("plain", "nash", "nash-glibc")  # timed end to end, one process each per round
+PARTS = ("plain", "nash", "nash-nchw", "nash-glibc")  # broken down phase by phase
+
+
+def load(args):
+    """(x, y, aug, input shape, classes), the same in every process."""
     if args.data == "random32":
         g = torch.Generator().manual_seed(0)
         x = torch.randn(10_000, 3, 32, 32, generator=g)
         y = torch.randint(0, 10, (10_000,), generator=g)
-        aug = Augment(pad=4, flip=True)
-        shape, classes = (3, 32, 32), 10
-    else:
-        d = load_dataset(args.data, data_dir=args.data_dir, subset=args.subset)
-        x, y, aug = d.train_x, d.train_y, d.augment
-        shape, classes = (d.in_channels, *d.image_size), d.num_classes
+        return x, y, Augment(pad=4, flip=True), (3, 32, 32), 10
+    d = load_dataset(args.data, data_dir=args.data_dir, subset=args.subset)
+    return d.train_x, d.train_y, d.augment, (d.in_channels, *d.image_size), d.num_classes
+
+
+def worker(args) -> dict:
+    """One measurement in this process: `--worker PATH` times PATH end to end, `--worker
+    parts:PATH` breaks PATH's step down, `--worker compile` times torch.compile."""
+    kind, _, path = args.worker.partition(":")
+    path = path or kind
+    if path.startswith("nash") and path != "nash-glibc":
+        keep_freed_memory()  # as the nash CLI does at process start
+    device = torch.device(args.device)
+    x, y, aug, shape, classes = load(args)
     torch.manual_seed(0)
     net = start_net(shape[0], classes, tuple(int(w) for w in args.widths.split(",")), shape[1:])
     xd, yd = x.to(device), y.to(device)
-    # warm-up both paths once (allocator, kernels), then measure, alternating
-    nash_train(copy.deepcopy(net), xd[:512], yd[:512], 1, aug)
-    plain_train(copy.deepcopy(net), x[:512], y[:512], 1, aug, device, workers=args.workers)
-    ours, plain = [], []
-    for _ in range(args.rounds):
-        ours.append(nash_train(copy.deepcopy(net), xd, yd, args.epochs, aug))
-        plain.append(plain_train(copy.deepcopy(net), x, y, args.epochs, aug, device, workers=args.workers))
-    ours_ips, plain_ips = statistics.median(ours), statistics.median(plain)
-    parts = {p: breakdown(p, copy.deepcopy(net), x, y, aug, device, args.profile_steps, workers=args.workers)
-             for p in ("plain", "nash", "nash-nchw")}
-    print(f"data {args.data} {tuple(x.shape)}, net {net.num_params():,} params, {args.epochs} epochs x "
-          f"{args.rounds} rounds, device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"sgdr_train (tensors on device, batch augmentation, channels_last"
-          f"{' + bf16' if device.type == 'cuda' else ''}): {ours_ips:10.0f} images/s")
-    print(f"plain loop (DataLoader, per-sample augmentation, fp32 NCHW, {args.workers} workers): {plain_ips:10.0f} images/s")
-    print(f"ratio sgdr_train / plain: {ours_ips / plain_ips:.2f}x")
-    print()
-    print(f"where a step's time goes, ms/step over {args.profile_steps} steps (phases synchronised):")
-    print(f"{'phase':<10} {'plain':>9} {'nash':>9} {'nash NCHW':>10}")
-    for phase in PHASES + ("total",):
-        row = [sum(parts[p].values()) if phase == "total" else parts[p][phase] for p in ("plain", "nash", "nash-nchw")]
-        print(f"{phase:<10} {row[0]:>9.2f} {row[1]:>9.2f} {row[2]:>10.2f}")
-    total = {p: sum(v.values()) for p, v in parts.items()}
-    print(f"channels_last alone: {total['nash-nchw'] / total['nash']:.2f}x per step")
-    compiled = None
-    if args.compile:
-        cnet = torch.compile(copy.deepcopy(net).to(device=device, memory_format=torch.channels_last))
+    out = {"params": net.num_params(), "threads": torch.get_num_threads(), "kept": kept()}
+    if kind == "parts":
+        out["ms"] = breakdown(path, net, x, y, aug, device, args.profile_steps, workers=args.workers)
+    elif kind == "compile":
+        eager = sum(breakdown("nash", copy.deepcopy(net), x, y, aug, device, args.profile_steps).values())
+        cnet = torch.compile(net.to(device=device, memory_format=torch.channels_last))
         xb = x[:128].to(device).contiguous(memory_format=torch.channels_last)
         sync(device)
         t = time.perf_counter()
@@ -224,18 +206,95 @@ def main():
         sync(device)
         compile_s = time.perf_counter() - t
         step_ms = sum(breakdown("nash", cnet, x, y, aug, device, args.profile_steps).values())
-        gain = total["nash"] - step_ms
-        compiled = {"compile_s": compile_s, "ms_per_step": step_ms,
-                    "pays_back_after_steps": compile_s * 1000 / gain if gain > 0 else None}
-        print(f"torch.compile: {compile_s:.1f} s to compile, {step_ms:.2f} ms/step against {total['nash']:.2f} eager: "
-              + (f"pays back after {compiled['pays_back_after_steps']:.0f} steps" if gain > 0 else "never pays back"))
-    print(json.dumps({"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "data": args.data, "params": net.num_params(), "epochs": args.epochs, "rounds": args.rounds,
-                      "images_per_s": {"sgdr_train": ours_ips, "plain": plain_ips},
-                      "ratio": ours_ips / plain_ips, "ms_per_step": parts,
-                      "channels_last_ratio": total["nash-nchw"] / total["nash"], "compiled": compiled}))
+        gain = eager - step_ms
+        out.update(compile_s=compile_s, ms_per_step=step_ms, eager_ms_per_step=eager,
+                   pays_back_after_steps=compile_s * 1000 / gain if gain > 0 else None)
+    elif path == "plain":
+        plain_train(copy.deepcopy(net), x[:512], y[:512], 1, aug, device, workers=args.workers)  # warm-up
+        out["images_per_s"] = plain_train(net, x, y, args.epochs, aug, device, workers=args.workers)
+    else:
+        nash_train(copy.deepcopy(net), xd[:512], yd[:512], 1, aug)  # warm-up
+        out["images_per_s"] = nash_train(net, xd, yd, args.epochs, aug)
+    return out
+
+
+def run_worker(argv: list[str], what: str) -> dict:
+    env = dict(os.environ)
+    if what.endswith("glibc"):
+        env[OPT_OUT] = "0"
+    cmd = [sys.executable, __file__, *argv, "--worker", what]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        sys.exit(f"bench_train: the {what} worker failed:\n{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="digits", help="digits, random32 (10k random 3x32x32 images) or a nash data set")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--subset", type=int, default=None)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating runs of the paths; the median counts")
+    ap.add_argument("--profile-steps", type=int, default=20)
+    ap.add_argument("--widths", default="64,128,256")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for the plain loop")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time nash's step on torch.compile(net): compile seconds and steps to pay them back")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else argv
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    # every measurement in a fresh process: malloc's settings are process-wide, and the plain
+    # loop must run with glibc's defaults, as other code does
+    runs = {p: [] for p in PATHS}
+    for r in range(args.rounds):
+        for p in (PATHS if r % 2 == 0 else PATHS[::-1]):
+            runs[p].append(run_worker(argv, p))
+    ips = {p: statistics.median(v["images_per_s"] for v in runs[p]) for p in PATHS}
+    parts = {p: run_worker(argv, f"parts:{p}")["ms"] for p in PARTS}
+    info = runs["nash"][0]
+    device = torch.device(args.device)
+    print(f"data {args.data}, net {info['params']:,} params, {args.epochs} epochs x {args.rounds} rounds, "
+          f"device {device}, torch {torch.__version__}, {info['threads']} threads, one process per run")
+    print(f"sgdr_train (tensors on device, batch augmentation, channels_last"
+          f"{' + bf16' if device.type == 'cuda' else ''}, freed memory kept: {info['kept']}): "
+          f"{ips['nash']:10.0f} images/s")
+    print(f"sgdr_train with glibc's malloc defaults:                  {ips['nash-glibc']:10.0f} images/s")
+    print(f"plain loop (DataLoader, per-sample augmentation, fp32 NCHW, {args.workers} workers): {ips['plain']:10.0f} images/s")
+    print(f"ratio sgdr_train / plain: {ips['nash'] / ips['plain']:.2f}x "
+          f"(with glibc's defaults: {ips['nash-glibc'] / ips['plain']:.2f}x)")
+    print()
+    print(f"where a step's time goes, ms/step over {args.profile_steps} steps (phases synchronised):")
+    print(f"{'phase':<10} " + " ".join(f"{p:>10}" for p in PARTS))
+    for phase in PHASES + ("total",):
+        row = [sum(parts[p].values()) if phase == "total" else parts[p][phase] for p in PARTS]
+        print(f"{phase:<10} " + " ".join(f"{v:>10.2f}" for v in row))
+    total = {p: sum(v.values()) for p, v in parts.items()}
+    print(f"channels_last alone: {total['nash-nchw'] / total['nash']:.2f}x per step; "
+          f"keeping freed memory alone: {total['nash-glibc'] / total['nash']:.2f}x per step")
+    compiled = None
+    if args.compile:
+        compiled = run_worker(argv, "compile")
+        print(f"torch.compile: {compiled['compile_s']:.1f} s to compile, {compiled['ms_per_step']:.2f} ms/step against "
+              f"{compiled['eager_ms_per_step']:.2f} eager: "
+              + (f"pays back after {compiled['pays_back_after_steps']:.0f} steps"
+                 if compiled["pays_back_after_steps"] else "never pays back"))
+    print(json.dumps({"device": str(device), "torch": torch.__version__, "threads": info["threads"],
+                      "data": args.data, "params": info["params"], "epochs": args.epochs, "rounds": args.rounds,
+                      "images_per_s": {"sgdr_train": ips["nash"], "sgdr_train_glibc": ips["nash-glibc"],
+                                       "plain": ips["plain"]},
+                      "ratio": ips["nash"] / ips["plain"], "ratio_glibc_defaults": ips["nash-glibc"] / ips["plain"],
+                      "ms_per_step": parts, "channels_last_ratio": total["nash-nchw"] / total["nash"],
+                      "keep_freed_memory_ratio": total["nash-glibc"] / total["nash"], "compiled": compiled}))
 
 
 if __name__ == "__main__":
-    torch.set_flush_denormal(True)  # as the nash CLI does at process start (both paths alike)
+    torch.set_flush_denormal(True)  # as the nash CLI does at process start (every path alike)
     main()

@@ -67,9 +67,12 @@ def main():
     """nash: neural architecture search by network morphisms (NASH) and DARTS-family search."""
     # Process-wide state is set once, here where the process starts, never by library calls:
     # denormal floats (tiny momentum buffers and BN statistics late in a cosine cycle) take a
-    # slow path on x86 CPUs.
+    # slow path on x86 CPUs; and glibc would hand each step's freed activations back to the
+    # kernel and fault them in again next step (nash/allocator.py).
     import torch
     torch.set_flush_denormal(True)
+    from .allocator import keep_freed_memory
+    keep_freed_memory()
 
 
 def data_options(fn):

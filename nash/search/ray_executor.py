@@ -42,6 +42,7 @@ import ray
 import torch
 from ray.exceptions import RayError, RayTaskError
 
+from .. import allocator
 from ..data import DataSplits
 from ..errors import NashError, OptionError
 from .executors import ChildOrigin, TrainJob, TrainOutcome, net_fingerprint, train_candidate
@@ -85,6 +86,8 @@ def _process_state(opts: dict) -> None:
     # process-wide state a worker needs as the nash CLI sets it at its start
     torch.set_flush_denormal(opts["flush_denormal"])
     torch.set_num_threads(opts["threads"])
+    if opts.get("keep_freed_memory"):
+        allocator.keep_freed_memory()
 
 
 def run_job(job: TrainJob, net, rebuild: dict | None, data_box: list, settings, opts: dict) -> TrainOutcome:
@@ -263,7 +266,7 @@ class RayExecutor:
 
     def _opts(self) -> dict:
         return {"threads": self.threads, "build_threads": torch.get_num_threads(),
-                "flush_denormal": self.flush_denormal}
+                "flush_denormal": self.flush_denormal, "keep_freed_memory": allocator.kept()}
 
     # ------------------------------------------------------------------ map
 
