@@ -2,7 +2,9 @@
 
 Readable top to bottom on purpose (nanoGPT/airbench style): the data set is already on the
 device as one tensor, batches are slices of it, augmentation runs on tensors. The learning
-rate anneals per step from lr_start to lr_end over the call's epochs.
+rate anneals per step from lr_start to lr_end over the call's epochs. On a CPU, call
+nash.allocator.keep_freed_memory() once per process first (the nash CLI does): at 3x32x32 it
+saves every step faulting its activations in afresh.
 """
 from __future__ import annotations
 
