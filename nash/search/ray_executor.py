@@ -35,6 +35,7 @@ import shutil
 import tempfile
 import time
 from collections import OrderedDict
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -132,6 +133,28 @@ def _cpu_net(net):
 def _net_device(net) -> torch.device:
     p = next(iter(net.parameters()), None)
     return torch.device("cpu") if p is None else p.device
+
+
+def _drain(pending: dict):
+    """Yield (pending[ref], its result, None) as each task in `pending` finishes, or (pending[ref],
+    None, the RayError) when its worker was lost twice. A task that raised re-raises its own
+    exception here, as the local executor would. `pending` may grow while this runs; whatever
+    is still pending when the caller stops (or raises) is cancelled."""
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                key = pending.pop(ref)
+                try:
+                    result, error = ray.get(ref), None
+                except RayTaskError as e:  # the task itself raised
+                    raise (e.cause if isinstance(e.cause, BaseException) else e) from None
+                except RayError as e:  # the worker was lost, and lost again on the retry
+                    result, error = None, e
+                yield key, result, error
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
 
 
 def _reason(e: BaseException) -> str:
@@ -298,34 +321,24 @@ class RayExecutor:
 
         pending = {submit(job, False): _Pending(i, job, _net_device(job.net)) for i, job in enumerate(jobs)}
         outcomes: list[TrainOutcome | None] = [None] * len(jobs)
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    p = pending.pop(ref)
-                    try:
-                        out = ray.get(ref)
-                    except RayTaskError as e:  # the training itself raised: as the local executor would
-                        raise (e.cause if isinstance(e.cause, BaseException) else e) from None
-                    except RayError as e:  # the worker was lost, and lost again on the retry
-                        self.stats["lost"] += 1
-                        if p.job.required:
-                            raise NashError(f"candidate {p.job.key} (required: the parent or the best so far): "
-                                            f"its Ray worker was lost twice ({_reason(e)}); resume the run to "
-                                            f"go on from its last checkpoint") from None
-                        out = TrainOutcome(p.job.key, None, failed=f"worker lost: {_reason(e)}")
-                    if out.failed == REBUILT_DIFFERS:
-                        self.stats["resent"] += 1
-                        pending[submit(p.job, True)] = p
-                        continue
-                    if out.net is not None:
-                        out.net = out.net.to(p.device)
-                    outcomes[p.index] = out
-                    if on_done is not None:
-                        on_done(out)
-        finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+        with closing(_drain(pending)) as finished:  # closing: cancel the rest when this raises
+            for p, out, lost in finished:
+                if lost is not None:  # the worker was lost, and lost again on Ray's retry
+                    self.stats["lost"] += 1
+                    if p.job.required:
+                        raise NashError(f"candidate {p.job.key} (required: the parent or the best so far): its Ray "
+                                        f"worker was lost twice ({_reason(lost)}); resume the run to go on from its "
+                                        f"last checkpoint") from None
+                    out = TrainOutcome(p.job.key, None, failed=f"worker lost: {_reason(lost)}")
+                if out.failed == REBUILT_DIFFERS:
+                    self.stats["resent"] += 1
+                    pending[submit(p.job, True)] = p
+                    continue
+                if out.net is not None:
+                    out.net = out.net.to(p.device)
+                outcomes[p.index] = out
+                if on_done is not None:
+                    on_done(out)
         return outcomes
 
     # ------------------------------------------------------------------ whole calls
@@ -339,23 +352,14 @@ class RayExecutor:
         opts = self._opts()
         pending = {remote.remote(fn, args, opts): i for i, args in enumerate(calls)}
         results, lost = [None] * len(calls), []
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    i = pending.pop(ref)
-                    try:
-                        results[i] = ray.get(ref)
-                    except RayTaskError as e:
-                        raise (e.cause if isinstance(e.cause, BaseException) else e) from None
-                    except RayError as e:
-                        lost.append(f"call {i} ({_reason(e)})")
-                        continue
-                    if on_done is not None:
-                        on_done(i, results[i])
-        finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+        with closing(_drain(pending)) as finished:
+            for i, result, error in finished:
+                if error is not None:
+                    lost.append(f"call {i} ({_reason(error)})")
+                    continue
+                results[i] = result
+                if on_done is not None:
+                    on_done(i, result)
         if lost:
             raise NashError(f"Ray workers were lost twice: {'; '.join(lost)}")
         return results
