@@ -93,9 +93,19 @@ class Zeros(nn.Module):
         return torch.zeros_like(x)
 
 
+def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C), the mean over each map.
+
+    Sum, then divide: the values of x.mean((2, 3)), which CPU torch computes this way. But the
+    gradient reaches the layer below as an expanded view that fits any layout, where mean's
+    backward writes an NCHW tensor: a channels_last ReLU backward reading that ran 7x slower
+    (relu + pool at 128x256x8x8: 8.8 ms forward and backward, 1.3 ms this way)."""
+    return x.sum(dim=(2, 3)) / (x.shape[2] * x.shape[3])
+
+
 class GlobalAvgPool(nn.Module):
     def forward(self, x):
-        return x.mean(dim=(2, 3))
+        return global_avg_pool(x)
 
 
 # ---------------------------------------------------------------- shape helpers
