@@ -6,7 +6,7 @@ most, however it adapts) with a fresh mmap and unmaps it on free, and it trims t
 once the free space there passes a threshold. A training step frees and reallocates the same
 activations every step, so every step the kernel maps fresh pages and zero-fills each on its
 first touch: page faults inside ReLU, BN and pooling. On the start net at 3x32x32, batch 128,
-that was a sixth of a CPU step (experiments/bench_train.py, 'nash, glibc defaults' column).
+that cost 1.2-1.3x per CPU step (experiments/bench_train.py, its nash-glibc column).
 Turning mmap and trimming off keeps freed blocks in the heap, where the next step reuses them.
 
 The price: the process's resident memory stays at its peak instead of dropping between steps.
