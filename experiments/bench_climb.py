@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nash.search.climb as climb  # noqa: E402
 import nash.search.executors as executors  # noqa: E402
+from nash.allocator import keep_freed_memory  # noqa: E402
 from nash.data import Augment, DataSplits  # noqa: E402
 from nash.rundir import RunDir  # noqa: E402
 from nash.search import ClimbConfig, run_searcher  # noqa: E402
@@ -117,7 +118,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         run_searcher("nash", cfg, out=Path(tmp) / "run", data=data)
     wall = sum(steps)
-    parts = {k: v for k, v in clock.items()}
+    parts = dict(clock)
     overhead = wall - parts.get("training", 0.0)
     print(f"climb on {args.data}, device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads: "
           f"{len(steps)} steps of 8 candidates x 5 morphisms x {args.epoch_neigh} epochs, {wall:.1f} s in all")
@@ -135,4 +136,5 @@ def main():
 
 if __name__ == "__main__":
     torch.set_flush_denormal(True)  # as the nash CLI does at process start
+    keep_freed_memory()
     main()

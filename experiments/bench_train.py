@@ -186,13 +186,12 @@ def worker(args) -> dict:
     parts:PATH` breaks PATH's step down, `--worker compile` times torch.compile."""
     kind, _, path = args.worker.partition(":")
     path = path or kind
-    if path != "plain" and path != "nash-glibc":
+    if path not in ("plain", "nash-glibc"):
         keep_freed_memory()  # as the nash CLI does at process start
     device = torch.device(args.device)
     x, y, aug, shape, classes = load(args)
     torch.manual_seed(0)
     net = start_net(shape[0], classes, tuple(int(w) for w in args.widths.split(",")), shape[1:])
-    xd, yd = x.to(device), y.to(device)
     out = {"params": net.num_params(), "threads": torch.get_num_threads(), "kept": kept()}
     if kind == "parts":
         out["ms"] = breakdown(path, net, x, y, aug, device, args.profile_steps, workers=args.workers)
@@ -212,6 +211,7 @@ def worker(args) -> dict:
         plain_train(copy.deepcopy(net), x[:512], y[:512], 1, aug, device, workers=args.workers)  # warm-up
         out["images_per_s"] = plain_train(net, x, y, args.epochs, aug, device, workers=args.workers)
     else:
+        xd, yd = x.to(device), y.to(device)
         nash_train(copy.deepcopy(net), xd[:512], yd[:512], 1, aug)  # warm-up
         out["images_per_s"] = nash_train(net, xd, yd, args.epochs, aug)
     return out

@@ -62,6 +62,6 @@ def keep_freed_memory() -> bool:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             # every block from the heap, none by mmap; and never trim the heap's top
             _applied = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-        except (OSError, AttributeError):
-            _applied = False
+        except (OSError, AttributeError):  # no loadable libc, or one without mallopt
+            pass
     return _applied
