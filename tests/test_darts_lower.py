@@ -250,7 +250,7 @@ def test_save_load_round_trip(tmp_path):
     assert back.num_params() == net.num_params()
     a, a_aux = net.forward_with_aux(x)
     b, b_aux = back.forward_with_aux(x)
-    assert torch.equal(a, b) and torch.equal(a_aux[0], b_aux[0])
+    assert torch.equal(a, b) and torch.equal(a_aux[0], b_aux[0])  # same modules, weights, layout: same kernels
     assert [m.drop_prob for m in back.modules() if isinstance(m, DropPath)][0] == 0.2
 
 
