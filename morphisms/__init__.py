@@ -1,9 +1,11 @@
 """morphisms: networks as graphs with weights, and transforms that keep their function.
 
     from morphisms import start_net, deepen, widen, add_skip, insert_bn, random_morphisms
+    from morphisms import from_module, to_source   # a user's nn.Module in, plain PyTorch source out
 """
 from .deepen import deepen
 from .errors import GraphError, MorphismError, MorphismsError
+from .from_module import from_module
 from .graph import add_layer, infer_shapes, inputs_of, new_graph, validate
 from .insert_bn import insert_bn
 from .layers import LAYERS, LayerKind, register_layer
@@ -11,10 +13,11 @@ from .moves import MORPHISMS, Move, moves, random_morphisms
 from .network import Network
 from .skip import add_skip
 from .start import start_net
+from .to_source import to_source, write_source
 from .widen import widen
 
 __all__ = [
     "GraphError", "LAYERS", "LayerKind", "MORPHISMS", "Move", "MorphismError", "MorphismsError", "Network", "add_layer", "add_skip",
-    "deepen", "infer_shapes", "inputs_of", "insert_bn", "moves", "new_graph", "random_morphisms", "register_layer",
-    "start_net", "validate", "widen",
+    "deepen", "from_module", "infer_shapes", "inputs_of", "insert_bn", "moves", "new_graph", "random_morphisms", "register_layer",
+    "start_net", "to_source", "validate", "widen", "write_source",
 ]

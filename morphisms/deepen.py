@@ -7,7 +7,8 @@ from .edit import Edit, batch_stats, identity_bn, is_nonneg
 from .graph import redirect_consumers
 from .network import Network
 
-DEEPEN_AFTER = ("relu", "maxpool", "avgpool", "add", "concat")
+# block ends; is_nonneg then decides (a pool of GELUs can be negative, a pool of ReLU6s not)
+DEEPEN_AFTER = ("relu", "relu6", "maxpool", "avgpool", "add", "concat")
 
 
 def deepen(net: Network, after: str, kernel_size: int = 3, calibrate: torch.Tensor | None = None,

@@ -99,7 +99,7 @@ def is_nonneg(net_or_edit, node: str, _memo=None) -> bool:
         return memo[node]
     kind = g.nodes[node]["kind"]
     ins = inputs_of(g, node)
-    if kind == "relu":
+    if LAYERS[kind].nonneg:
         ok = True
     elif kind == "add":
         if g.nodes[node]["weighted"]:

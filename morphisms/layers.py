@@ -36,6 +36,9 @@ class LayerKind:
     channels: str = "fixed"
     # Whether the output is >= 0 whenever every input is >= 0 (so a ReLU after it is identity).
     keeps_nonneg: bool = False
+    # Whether the output is >= 0 whatever the input (relu, relu6): deepen's inserted ReLU after
+    # it is the identity. GELU, SiLU and Hardswish dip below 0, so deepen is not exact after them.
+    nonneg: bool = False
 
 
 LAYERS: dict[str, LayerKind] = {}
@@ -131,9 +134,14 @@ def _window(size: int, kernel: int, stride: int, padding: int, dilation: int = 1
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _spatial(kind: str, shape: Shape, kernel: int, stride: int, padding: int, dilation: int = 1):
+def _pair(v) -> tuple:
+    """(height, width) of a size given as an int or a pair (imported convs may be 1x7)."""
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _spatial(kind: str, shape: Shape, kernel, stride, padding, dilation=1):
     _, h, w = shape
-    oh, ow = (_window(s, kernel, stride, padding, dilation) for s in (h, w))
+    oh, ow = (_window(s, *args) for s, args in zip((h, w), zip(*map(_pair, (kernel, stride, padding, dilation)))))
     if oh < 1 or ow < 1:
         raise GraphError(
             f"{kind} (kernel {kernel}, stride {stride}, padding {padding}) shrinks a {h}x{w} map below 1x1")
@@ -212,7 +220,7 @@ register_layer(LayerKind(
     "bn", lambda a, s: tuple(s[0]), _bn_build, channels="preserve",
     defaults=dict(eps=1e-5, momentum=0.1, affine=True)))
 register_layer(LayerKind("relu", lambda a, s: tuple(s[0]), lambda a, s: nn.ReLU(), channels="preserve",
-                         keeps_nonneg=True))
+                         keeps_nonneg=True, nonneg=True))
 register_layer(LayerKind(
     "maxpool", _pool_infer("maxpool"),
     lambda a, s: nn.MaxPool2d(a["kernel_size"], a["stride"] or a["kernel_size"], a["padding"]),
@@ -292,3 +300,18 @@ register_layer(LayerKind(
 register_layer(LayerKind(
     "drop_path", lambda a, s: tuple(s[0]), lambda a, s: DropPath(a["drop_prob"]), channels="preserve",
     keeps_nonneg=True, defaults=dict(drop_prob=0.0)))
+
+
+# ---------------------------------------------------------------- kinds for imported modules
+# (morphisms.from_module). Elementwise, so they pass channels through; only relu6 is >= 0
+# everywhere, and so the only one of them that deepen may follow.
+
+register_layer(LayerKind("relu6", lambda a, s: tuple(s[0]), lambda a, s: nn.ReLU6(), channels="preserve",
+                         keeps_nonneg=True, nonneg=True))
+register_layer(LayerKind("gelu", lambda a, s: tuple(s[0]), lambda a, s: nn.GELU(approximate=a["approximate"]),
+                         channels="preserve", defaults=dict(approximate="none")))
+register_layer(LayerKind("silu", lambda a, s: tuple(s[0]), lambda a, s: nn.SiLU(), channels="preserve"))
+register_layer(LayerKind("hardswish", lambda a, s: tuple(s[0]), lambda a, s: nn.Hardswish(), channels="preserve"))
+# a node even though it is the identity in eval: training the imported network drops as the user's did
+register_layer(LayerKind("dropout", lambda a, s: tuple(s[0]), lambda a, s: nn.Dropout(a["p"]), channels="preserve",
+                         keeps_nonneg=True, defaults=dict(p=0.5)))

@@ -21,7 +21,8 @@ from .skip import add_skip, concat_plan
 from .widen import WIDENABLE, widen, widen_plan
 
 MORPHISMS = {"deepen": deepen, "widen": widen, "add_skip": add_skip, "insert_bn": insert_bn}
-BLOCK_OUTPUTS = ("relu", "maxpool", "avgpool", "add", "concat")
+# a skip is exact whatever the activation: any of them ends a block
+BLOCK_OUTPUTS = ("relu", "relu6", "gelu", "silu", "hardswish", "maxpool", "avgpool", "add", "concat")
 
 
 @dataclass(frozen=True)
