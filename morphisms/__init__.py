@@ -7,6 +7,7 @@ from .deepen import deepen
 from .errors import GraphError, MorphismError, MorphismsError
 from .from_module import from_module
 from .graph import add_layer, infer_shapes, inputs_of, new_graph, validate
+from .head import new_head, reinitialized
 from .insert_bn import insert_bn
 from .layers import LAYERS, LayerKind, register_layer
 from .moves import MORPHISMS, Move, moves, random_morphisms
@@ -18,6 +19,6 @@ from .widen import widen
 
 __all__ = [
     "GraphError", "LAYERS", "LayerKind", "MORPHISMS", "Move", "MorphismError", "MorphismsError", "Network", "add_layer", "add_skip",
-    "deepen", "from_module", "infer_shapes", "inputs_of", "insert_bn", "moves", "new_graph", "random_morphisms", "register_layer",
+    "deepen", "from_module", "infer_shapes", "inputs_of", "insert_bn", "moves", "new_graph", "new_head", "random_morphisms", "register_layer", "reinitialized",
     "start_net", "to_source", "validate", "widen", "write_source",
 ]

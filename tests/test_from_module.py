@@ -444,3 +444,47 @@ def test_bad_arguments_give_one_line():
 class Wrap2(nn.Module):
     def forward(self, x, y):
         return x + y
+
+
+# ---------------------------------------------------------------- what a climb from an imported model needs
+
+
+def test_imported_networks_save_and_load(tmp_path):
+    model, x = make("mixed")  # non-square kernels, padding pairs, momentum=None: attributes JSON must keep
+    net = from_module(model, x)
+    net.save(tmp_path / "net")
+    again = Network.load(tmp_path / "net").eval()
+    assert again.to_json() == net.to_json()
+    assert torch.equal(again(x), net(x))
+
+
+def test_new_head_replaces_the_classifier_and_keeps_the_features():
+    from morphisms import new_head
+    model, x = make("resnet18")
+    net = from_module(model, x)
+    a, b, c = (new_head(net, 10, seed=s) for s in (1, 1, 2))
+    assert a.num_classes == 10 and a(x).shape == (3, 10)
+    assert torch.equal(a.layers.fc.weight, b.layers.fc.weight) and not torch.equal(a.layers.fc.weight, c.layers.fc.weight)
+    feats = net.activations(x, ["avgpool"])["avgpool"]
+    assert torch.equal(a.activations(x, ["avgpool"])["avgpool"], feats)
+    assert net.num_classes == 5  # the parent is untouched
+    with pytest.raises(MorphismError, match="not by a linear layer"):
+        new_head(from_module(Wrap(lambda s, x: s.c(x), c=nn.Conv2d(3, 2, 1)), x), 10)
+    with pytest.raises(MorphismError, match="positive int"):
+        new_head(net, 0)
+
+
+def test_reinitialized_is_the_same_architecture_drawn_from_the_seed():
+    from morphisms import reinitialized
+    model, x = make("mobilenet_v2")
+    net = from_module(model, x)
+    before = torch.get_rng_state()
+    a, b, c = (reinitialized(net, seed=s) for s in (3, 3, 4))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert a.to_json() == net.to_json() and a.num_params() == net.num_params()
+    sa, sb, sc, sn = (n.state_dict() for n in (a, b, c, net))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    conv = "layers.features_0_0.weight"
+    assert not torch.equal(sa[conv], sc[conv]) and not torch.equal(sa[conv], sn[conv])
+    bn = "layers.features_0_1.running_var"
+    assert torch.equal(sa[bn], torch.ones_like(sa[bn]))

@@ -66,6 +66,7 @@ def test_every_layer_kind_has_a_source_template():
 
 
 # the child process: nash and morphisms cannot be imported there, the file must not need them
+# (python -I alone is not enough: the editable install puts nash on every interpreter's path)
 CHILD = textwrap.dedent("""
     import importlib.abc, importlib.util, json, sys
 
