@@ -121,6 +121,11 @@ class GlobalAvgPool(nn.Module):
         return global_avg_pool(x)
 
 
+# torch.fx.symbolic_trace keeps the pool as one call (it cannot branch on a Proxy's
+# requires_grad), so a traced Network runs this function, hook included
+torch.fx.wrap("global_avg_pool")
+
+
 # ---------------------------------------------------------------- shape helpers
 
 

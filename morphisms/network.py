@@ -156,7 +156,8 @@ class Network(nn.Module):
     def load(cls, path, map_location="cpu") -> "Network":
         """Read a saved network; bad files raise GraphError naming the file and the problem.
 
-        Weights load with `weights_only=True`: a weights file cannot run code on load."""
+        Weights load with `weights_only=True`: a weights file cannot run code on load. The network
+        lives where `map_location` puts the weights ("cuda": a network on the GPU)."""
         path = Path(path)
         gfile, wfile = path / GRAPH_FILE, path / WEIGHTS_FILE
         for f in (gfile, wfile):
@@ -174,6 +175,12 @@ class Network(nn.Module):
             state = torch.load(wfile, map_location=map_location, weights_only=True)
         except Exception as e:  # torch raises many kinds for a damaged zip/pickle
             raise GraphError(f"{wfile}: cannot read weights ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        # the modules are built on the CPU: move them where torch.load put the weights (map_location's
+        # device), so that the network lives there, not just its copied-in values
+        tensors = state.values() if isinstance(state, dict) else ()
+        devices = {t.device for t in tensors if isinstance(t, torch.Tensor)}
+        if len(devices) == 1:
+            net.to(devices.pop())
         try:
             net.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as e:

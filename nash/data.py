@@ -36,6 +36,7 @@ __all__ = [
     "augment_batch",
     "iterate_batches",
     "load_dataset",
+    "make_generator",
     "mixup",
 ]
 
@@ -492,8 +493,22 @@ def load_dataset(
 # batches and augmentation
 
 
+def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """The generator of a run's draws (epoch order, augmentation, mixup) for data on `device`.
+
+    On a CPU: torch's CPU generator, so a CPU run's streams are what they always were (same
+    seed, same climb). On a GPU: a generator on that GPU, seeded alike, so the draws happen
+    there and no step waits for a host-to-device copy (a blocking copy waits for all queued
+    GPU work). The two streams differ: a seed gives the same run on the same kind of device."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return torch.Generator().manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def _random_device(generator: torch.Generator | None) -> torch.device:
-    """Random numbers are drawn where the generator lives, then moved to the data."""
+    """Random numbers are drawn where the generator lives, then moved to the data (a no-op for
+    a generator on the data's device: `make_generator`)."""
     return generator.device if generator is not None else torch.device("cpu")
 
 
@@ -542,22 +557,34 @@ def augment_batch(
 
 def mixup(
     x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float | torch.Tensor]:
     """Mix the batch with a shuffled copy of itself (Zhang et al., mixup).
 
     Returns (lam * x + (1 - lam) * x[perm], y, y[perm], lam) with lam ~ Beta(alpha, alpha);
     train with lam * loss(out, y_a) + (1 - lam) * loss(out, y_b). alpha <= 0 turns mixing off
-    (lam = 1). lam is drawn with numpy seeded from `generator` because torch's Beta sampler
-    takes no generator, and runs must be reproducible.
+    (lam = 1). With a CPU generator (or none) lam is a float drawn with numpy seeded from
+    `generator`, because torch.distributions' Beta takes no generator and runs must be
+    reproducible; with a generator on a GPU it is a 0-dim tensor drawn there (`_device_beta`),
+    as a float would make every step wait for the GPU.
     """
     rdev = _random_device(generator)
     perm = torch.randperm(len(x), generator=generator, device=rdev).to(x.device)
-    if alpha > 0:
+    if alpha <= 0:
+        lam = 1.0
+    elif rdev.type == "cpu":
         seed = int(torch.randint(2**62, (1,), generator=generator, device=rdev))
         lam = float(np.random.default_rng(seed).beta(alpha, alpha))
     else:
-        lam = 1.0
+        lam = _device_beta(alpha, generator).to(x.device)
     return lam * x + (1.0 - lam) * x[perm], y, y[perm], lam
+
+
+def _device_beta(alpha: float, generator: torch.Generator) -> torch.Tensor:
+    """One Beta(alpha, alpha) draw as a 0-dim float32 tensor where `generator` lives, no host
+    sync: the first coordinate of a Dirichlet(alpha, alpha) draw (torch's own Beta sampler is
+    this, without a generator argument)."""
+    concentration = torch.full((2,), float(alpha), device=generator.device)
+    return torch._sample_dirichlet(concentration, generator=generator)[0]
 
 
 def iterate_batches(

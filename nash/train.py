@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import iterate_batches, mixup
+from .data import iterate_batches, make_generator, mixup
 
 
 @dataclass
@@ -46,9 +46,26 @@ def param_groups(net: nn.Module, weight_decay: float, decay_all: bool = False):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def precision_for(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of training and evaluation on `device`; None: fp32.
+
+    CPU: fp32 (exactness: same seed, same climb; speed). CUDA: bf16 where the GPU has it (Ampere
+    on): fp32's range, so no loss scaling. Elsewhere (V100, T4) bf16 would only be emulated, so
+    fp16, which sgdr_train pairs with a GradScaler."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if _native_bf16(device) else torch.float16
+
+
+def _native_bf16(device: torch.device) -> bool:
+    with torch.cuda.device(device):  # is_bf16_supported asks about the current device
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def autocast_for(device: torch.device):
-    # bf16 on CUDA: no loss scaling needed, same range as fp32. CPU stays fp32 (exactness, speed).
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    dtype = precision_for(device)
+    return nullcontext() if dtype is None else torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr_start: float = 0.05,
@@ -80,7 +97,11 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
     opt = torch.optim.SGD(param_groups(net, weight_decay, decay_all), lr=lr_start, momentum=momentum)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
-    gen = torch.Generator().manual_seed(seed)
+    gen = make_generator(seed, device)  # CPU: today's streams; GPU: draws on the GPU, no host sync
+    dtype = precision_for(device)
+    # fp16 (a GPU without bf16) needs loss scaling; the scaler's step reads its inf check on the
+    # host, one sync per step that only this fallback pays
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     n = x.shape[0]
     drop_last = n > batch_size  # a 1-sample last batch would break BN on 1x1 maps
     steps_per_epoch = n // batch_size if drop_last else 1
@@ -117,10 +138,18 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
                 for a in auxes:
                     loss = loss + aux_weight * F.cross_entropy(a.float(), yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is None:
+                loss.backward()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)  # clip and step on the true gradients
             if grad_clip:
                 nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-            opt.step()
+            if scaler is None:
+                opt.step()
+            else:
+                scaler.step(opt)
+                scaler.update()
             step += 1
             images += xb.shape[0]
             # accumulate on the device: no host sync per step
@@ -147,15 +176,17 @@ def _result(loss_sum, correct, seen, epochs, steps, t0, images, failed) -> Train
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) in eval mode."""
+def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
+             amp: bool = True) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) in eval mode, in sgdr_train's precision (`precision_for`);
+    amp=False: in fp32 everywhere (for a model trained in fp32, e.g. the DARTS supernet)."""
     device = x.device
     net.to(device=device, memory_format=torch.channels_last).eval()
     correct = loss = 0.0
     for i in range(0, x.shape[0], batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast_for(device):
+        with autocast_for(device) if amp else nullcontext():
             out = net(xb).float()
         loss += F.cross_entropy(out, yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()

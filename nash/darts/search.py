@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nash.data import DataSplits, iterate_batches
+from nash.data import DataSplits, iterate_batches, make_generator
 from nash.errors import NashError
 from nash.rundir import RunDir, RunDirError, atomic_write_bytes
 from nash.train import evaluate, sgdr_train
@@ -161,7 +161,7 @@ def build(cfg: dict, data: DataSplits):
     """Supernet (seeded init, without disturbing the caller's global RNG), weight optimizer,
     architecture strategy."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg["seed"])
+        torch.random.default_generator.manual_seed(cfg["seed"])  # CPU only: torch.manual_seed would reseed CUDA
         if cfg["space"] == "nb201":
             supernet = NB201Supernet(cfg["channels"], data.num_classes, cfg["layers"], data.in_channels)
         else:
@@ -334,13 +334,13 @@ def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> di
         # search) take a slow path on x86
         torch.set_flush_denormal(True)
     supernet, w_optimizer, strategy = build(cfg, data)
-    smoother = SMOOTHERS[cfg["smooth"]](seed=cfg["seed"])
+    smoother = SMOOTHERS[cfg["smooth"]](seed=cfg["seed"], device=data.train_x.device)
     smoothing = not isinstance(smoother, NoSmoothing)
     w_half, a_half = split_halves(data)
     val = (data.val_x, data.val_y) if len(data.val_x) else a_half
     hessian_batch = (a_half[0][:cfg["batch_size"]], a_half[1][:cfg["batch_size"]])
     aug = data.augment if cfg["augment"] else None
-    generator = torch.Generator().manual_seed(cfg["seed"])
+    generator = make_generator(cfg["seed"], data.train_x.device)  # on a GPU: batches drawn there
 
     start, seconds, epoch_seconds, val_acc, selection = 0, 0.0, [], None, None
     state = run.load_checkpoint()
@@ -385,7 +385,8 @@ def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> di
         stats = train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug, deadline,
                             perturb)
         val_acc, val_loss = evaluate(_Evaluated(supernet, strategy.weight_step_weights(supernet),
-                                                strategy.skip_zero_ops), *val, batch_size=256)
+                                                strategy.skip_zero_ops), *val, batch_size=256,
+                                  amp=False)  # fp32, as the search trains and PT measures
         genotype = supernet_genotype(supernet)
         event = dict(epoch=epoch + 1, epochs=cfg["epochs"], lr=lr, **stats, val_acc=val_acc, val_loss=val_loss,
                      genotype=str(genotype), skips=normal_skips(genotype))
@@ -462,7 +463,7 @@ def train_genotype(genotype, data: DataSplits, epochs: int, channels: int | None
     if cutout is None:
         cutout = 16 if not nb201 and min(size) >= 32 else 0
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed would reseed CUDA
         net = lower(genotype, channels, layers, data.num_classes, data.in_channels, auxiliary=auxiliary,
                     drop_path=0.0, input_size=size)
     aug = replace(data.augment, cutout=cutout) if data.augment else None

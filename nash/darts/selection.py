@@ -7,6 +7,7 @@ function `argmax_cell`, usable on any op weights; `PerturbationSelector` is PT (
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
@@ -48,11 +49,43 @@ def argmax_cell(weights: torch.Tensor, space: SearchSpace) -> list[tuple[str, in
 
 def argmax_mask(weights: torch.Tensor, space: SearchSpace) -> torch.Tensor:
     """The argmax architecture as op weights: 1 for each kept (edge, op), 0 elsewhere (a dropped
-    edge is a row of zeros). Same device and dtype as `weights`."""
+    edge is a row of zeros). Same device and dtype as `weights`. On a GPU it is computed there
+    (`_argmax_mask_on_device`, the same choices): NASP asks for it every step, and the host's
+    rule would wait for the GPU each time."""
+    if weights.device.type != "cpu":
+        return _argmax_mask_on_device(weights, space)
     mask = torch.zeros(weights.shape, dtype=weights.dtype)
     for e, k in argmax_choices(weights, space):
         mask[e, k] = 1.0
     return mask.to(weights.device)
+
+
+@functools.lru_cache(maxsize=None)
+def _argmax_tables(space: SearchSpace, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the choosable op columns as a mask; [j, j']: edges j and j' end at the same node; [j, j']:
+    j' is earlier there, so it wins a tie), on `device`, made once per space and device."""
+    choosable = torch.zeros(len(space.ops), dtype=torch.bool)
+    choosable[space.choosable_ops()] = True
+    dst = torch.tensor([d for _, d in space.edges])
+    index = torch.arange(space.num_edges)
+    same_node = dst[:, None] == dst[None, :]
+    earlier = same_node & (index[None, :] < index[:, None])  # [j, j']: j' comes before j at j's node
+    return choosable.to(device), same_node.to(device), earlier.to(device)
+
+
+def _argmax_mask_on_device(weights: torch.Tensor, space: SearchSpace) -> torch.Tensor:
+    """`argmax_mask` with tensor ops only, no host sync: the same choices as `argmax_choices`
+    (each edge's first strongest choosable op; each node's `inputs_per_node` strongest edges,
+    the earlier edge first on a tie), bit for bit."""
+    choosable, same_node, earlier = _argmax_tables(space, weights.device)
+    w = weights.detach()
+    best_val, best_k = w.masked_fill(~choosable, float("-inf")).max(dim=1)  # max: the first index of a tie
+    keep = torch.ones_like(best_val, dtype=torch.bool)
+    if space.inputs_per_node is not None:
+        v, v_other = best_val[:, None], best_val[None, :]
+        outranked_by = same_node & ((v_other > v) | ((v_other == v) & earlier))  # [j, j']: j' ranks above j
+        keep = outranked_by.sum(dim=1) < space.inputs_per_node
+    return F.one_hot(best_k, w.shape[1]).to(w.dtype) * keep[:, None].to(w.dtype)
 
 
 def make_genotype(space: SearchSpace, cells: dict, multiplier: int | None = None):

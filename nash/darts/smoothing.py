@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nash.data import make_generator
+
 EPSILON_START = 0.03  # the authors' ramp start
 
 
@@ -42,13 +44,14 @@ def clip_rows(w: torch.Tensor) -> torch.Tensor:
 
 
 class Smoother:
-    """Interface. Randomness comes from the smoother's own generator (CPU), saved with the run,
-    so a resumed search draws the same perturbations."""
+    """Interface. Randomness comes from the smoother's own generator, saved with the run, so a
+    resumed search draws the same perturbations. It lives on `device`, the supernet's
+    (`nash.data.make_generator`): on a CPU today's stream, on a GPU draws without a host sync."""
 
     name = "base"
 
-    def __init__(self, seed: int = 0):
-        self.generator = torch.Generator().manual_seed(seed)
+    def __init__(self, seed: int = 0, device: str | torch.device = "cpu"):
+        self.generator = make_generator(seed, device)
 
     def perturb(self, supernet, weights: tuple, batch, epsilon: float) -> tuple[tuple, dict]:
         """(perturbed op weights, {name: scalar tensor} to average over the epoch)."""
@@ -56,7 +59,7 @@ class Smoother:
 
     def uniform(self, w: torch.Tensor, epsilon: float) -> torch.Tensor:
         """Noise uniform in [-epsilon, epsilon], shaped like w, on w's device."""
-        u = torch.rand(w.shape, generator=self.generator, dtype=w.dtype)
+        u = torch.rand(w.shape, generator=self.generator, dtype=w.dtype, device=self.generator.device)
         return ((2 * u - 1) * epsilon).to(w.device)
 
     def state_dict(self) -> dict:
@@ -89,8 +92,8 @@ class AdversarialSmoothing(Smoother):
 
     name = "adv"
 
-    def __init__(self, seed: int = 0, steps: int = 7):
-        super().__init__(seed)
+    def __init__(self, seed: int = 0, steps: int = 7, device: str | torch.device = "cpu"):
+        super().__init__(seed, device)
         self.steps = steps
 
     def perturb(self, supernet, weights, batch, epsilon):

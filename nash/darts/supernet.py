@@ -130,7 +130,10 @@ class CellSupernet(nn.Module):
         the op PT kept; zeros: an edge PT dropped), whatever alpha says."""
         if cell not in self.cell_types:
             raise ValueError(f"unknown cell type {cell!r} (this supernet has {', '.join(self.cell_types)})")
-        self._fixed.setdefault(cell, {})[int(edge)] = row.detach().clone()
+        alphas = getattr(self, f"alphas_{cell}")
+        # kept where the alphas live: `apply_fixed` runs every forward, and a CPU row would be
+        # copied to the GPU each time (a blocking copy, waiting for all queued GPU work)
+        self._fixed.setdefault(cell, {})[int(edge)] = row.detach().to(alphas.device, alphas.dtype).clone()
 
     def fixed_edges(self, cell: str) -> dict[int, torch.Tensor]:
         return dict(self._fixed.get(cell, {}))
@@ -165,12 +168,24 @@ class CellSupernet(nn.Module):
                 defaults = self.op_weights() if defaults is None else defaults
                 w = defaults[i]
             ws.append(w)
-        # one host sync per cell type, not one per op
-        active = [(w != 0).tolist() for w in ws] if skip_zero else None
+        active = _nonzero_lists(ws) if skip_zero else None
         return self.run(x.contiguous(memory_format=torch.channels_last), ws, active)
 
     def run(self, x, weights: list, active: list | None):
         raise NotImplementedError
+
+
+def _nonzero_lists(ws) -> list:
+    """Per cell type, per edge, per op: whether its weight is nonzero, as Python lists. Which ops
+    run is the host's decision, so this is one host sync per forward (one copy of every cell
+    type's zero pattern), the price of running only the chosen ops."""
+    flat = torch.cat([w.detach().ne(0).flatten() for w in ws]).tolist()
+    out, i = [], 0
+    for w in ws:
+        rows, cols = w.shape
+        out.append([flat[i + r * cols:i + (r + 1) * cols] for r in range(rows)])
+        i += rows * cols
+    return out
 
 
 def run_cell(edges, space: SearchSpace, inputs: list, weights, active) -> list:

@@ -98,7 +98,7 @@ def make_start_net(cfg, data: DataSplits) -> Network:
                               f"the data is {(data.in_channels, *data.image_size)} -> {data.num_classes}")
         return net
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+        torch.random.default_generator.manual_seed(cfg.seed)  # CPU only: torch.manual_seed would reseed CUDA
         return start_net(data.in_channels, data.num_classes, cfg.widths, data.image_size)
 
 

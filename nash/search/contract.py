@@ -117,6 +117,9 @@ def pick_device(name: str) -> torch.device:
         raise OptionError(f"unknown device {name!r} (auto, cpu, cuda, cuda:1, ...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise OptionError(f"device {name!r}: CUDA is not available here (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise OptionError(f"device {name!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
     return device
 
 
