@@ -132,7 +132,8 @@ def executor_options(fn):
         click.option("--ray-address", default=None, help="ray: a running cluster (auto, HOST:PORT); default: a "
                      "local Ray for this run."),
         click.option("--gpus-per-candidate", type=float, default=None, help="ray: GPUs per candidate; a fraction "
-                     "shares a GPU (0.25: four a GPU). Default 1 where CUDA is available, else 0."),
+                     "shares a GPU (0.25: four a GPU). Default 1 for a run on CUDA; a run on the CPU (--device cpu) "
+                     "asks for none."),
         click.option("--cpus-per-candidate", type=int, default=None, help="ray: CPUs (torch threads) per "
                      "candidate. Default 1."),
     ]):
@@ -140,12 +141,13 @@ def executor_options(fn):
     return fn
 
 
-def _executor(kw: dict):
-    """Take the executor options out of `kw` and build the executor (ray imported only for ray)."""
+def _executor(kw: dict, device=None):
+    """Take the executor options out of `kw` and build the executor (ray imported only for ray)
+    for a run on `device` (the --device given)."""
     from .search.executors import make_executor
     return make_executor(kw.pop("executor"), address=kw.pop("ray_address"),
                          gpus_per_candidate=kw.pop("gpus_per_candidate"),
-                         cpus_per_candidate=kw.pop("cpus_per_candidate"))
+                         cpus_per_candidate=kw.pop("cpus_per_candidate"), device=device)
 
 
 def _print_results(results: dict, out_hint: str) -> None:
@@ -198,7 +200,7 @@ def climb(ctx, out, resume, quiet, budget, widths, **kw):
     """Hill-climb with network morphisms (NASH), then train the winner."""
     started = time.time()
     kw.update(budget=_parse_budget(budget), widths=_parse_widths(widths))
-    executor = _executor(kw)  # not part of the run's config: a resume may change it
+    executor = _executor(kw, kw.get("device"))  # not part of the run's config: a resume may change it
     try:
         results = _run("nash", kw, out, resume, quiet, started, ctx, executor=executor)
     finally:
@@ -319,7 +321,7 @@ def compare(methods, seeds, budget, data, data_dir, subset, device, val_fraction
         overrides.setdefault("*", {})["widths"] = list(_parse_widths(widths))
     if seeds < 1:
         raise OptionError(f"--seeds must be at least 1, got {seeds}")
-    executor = _executor(ex)  # ray: every run at once, each a Ray task with these resources
+    executor = _executor(ex, device)  # ray: every run at once, each a Ray task with these resources
     try:
         table = run_compare(names, seeds, common, overrides, out or default_run_path("compare"), quiet=quiet,
                             executor=executor)

@@ -122,7 +122,8 @@ def test_a_lost_worker_is_retried_once_then_the_candidate_fails(tmp_path, ray_ex
 def test_compare_on_ray_runs_the_runs_at_once(tmp_path, ray_executor):
     out = tmp_path / "cmp"
     r = CliRunner().invoke(main, ["compare", "--methods", "none,random", "--seeds", "1", "--budget", "6s",
-                                  "--subset", "200", "--widths", "8,8", "--executor", "ray", "--out", str(out),
+                                  "--subset", "200", "--widths", "8,8", "--device", "cpu", "--executor", "ray",
+                                  "--out", str(out),
                                   "--quiet"])
     assert r.exit_code == 0, (r.output, r.exception)
     assert "| none |" in r.output and "| random |" in r.output

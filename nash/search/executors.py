@@ -56,6 +56,10 @@ class TrainJob:
     origin: ChildOrigin | None = None  # how `net` was made from its parent, while it is untrained
 
 
+class RebuildMismatch(RuntimeError):
+    """A rebuilt child is not the child made at dispatch (it drew other moves)."""
+
+
 @dataclass
 class ChildOrigin:
     """A fresh candidate as a pure function of its parent: `random_morphisms(parent, n,
@@ -75,7 +79,7 @@ class ChildOrigin:
         child, applied = random_morphisms(self.parent, self.n, rng=self.seed, calibrate=self.calibrate,
                                           max_macs=self.max_macs)
         if list(applied) != list(self.moves):
-            raise RuntimeError(f"rebuilding a child drew {[str(m) for m in applied]}, not "
+            raise RebuildMismatch(f"rebuilding a child drew {[str(m) for m in applied]}, not "
                                f"{[str(m) for m in self.moves]}")
         return child
 
@@ -161,7 +165,9 @@ RAY_MISSING = "the ray executor needs Ray: pip install 'nash[ray]'"
 
 def make_executor(name: str = "local", **options):
     """An executor by name; `options` (address, gpus_per_candidate, cpus_per_candidate, temp_dir)
-    are the ray executor's, and None means its default. Ray is imported only for `ray`."""
+    are the ray executor's, and None means its default; `device`, the run's, is for every
+    executor (local: the run puts its work there itself). Ray is imported only for `ray`."""
+    device = options.pop("device", None)
     options = {k: v for k, v in options.items() if v is not None}
     if name == "local":
         if options:
@@ -173,5 +179,5 @@ def make_executor(name: str = "local", **options):
         except ImportError:
             raise OptionError(RAY_MISSING) from None
         from .ray_executor import RayExecutor
-        return RayExecutor(**options)
+        return RayExecutor(device=device, **options)
     raise OptionError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

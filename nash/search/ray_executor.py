@@ -15,9 +15,11 @@ CPU or GPU model rounds differently) the job is sent again with the child itself
 never depend on where a candidate trained. Trained networks come back on the CPU and are moved
 to the device the job's network was on.
 
-Where: a task asks Ray for `cpus_per_candidate` CPUs (it trains with that many torch threads)
-and `gpus_per_candidate` GPUs (a fraction puts several candidates on one GPU); it trains on its
-GPU when it was given one, else on the CPU.
+Where: on the run's device. A task asks Ray for `cpus_per_candidate` CPUs (it trains with that
+many torch threads) and, when the run trains on a GPU (its data are on one), for
+`gpus_per_candidate` GPUs (default 1; a fraction puts several candidates on one GPU) and trains
+on the GPU Ray gave it. A run on the CPU asks for no GPU and its tasks train on the CPU, GPUs
+or not. A GPU task runs in a fresh worker process (`task_options`).
 
 A lost worker (killed, out of memory, its node gone) is retried once; lost again, the candidate
 is recorded as failed ("worker lost: ...") and the step goes on, except for the job marked
@@ -46,7 +48,7 @@ from ray.exceptions import RayError, RayTaskError
 from .. import allocator
 from ..data import DataSplits
 from ..errors import NashError, OptionError
-from .executors import ChildOrigin, TrainJob, TrainOutcome, net_fingerprint, train_candidate
+from .executors import ChildOrigin, RebuildMismatch, TrainJob, TrainOutcome, net_fingerprint, train_candidate
 
 REBUILT_DIFFERS = "rebuilt child differs"  # a worker's answer that makes the job go again, with its net
 
@@ -72,10 +74,26 @@ def _cached(kind: str, ref_box: list, device: torch.device, prepare):
     return cache[key]
 
 
-def task_device() -> torch.device:
-    """The device of the running task: its GPU where Ray gave it one (CUDA_VISIBLE_DEVICES then
-    holds just that GPU), else the CPU."""
-    return torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
+def task_options(cpus: int, gpus: float) -> dict:
+    """The ray.remote options of a task with these resources. A GPU task gets a fresh worker
+    process (max_calls=1: Ray's own default for GPU functions, which `.options(num_gpus=...)`
+    would skip): CUDA reads CUDA_VISIBLE_DEVICES once, when a process first uses it, so a reused
+    worker would keep its first task's GPU and later tasks would pile onto it."""
+    opts = dict(num_cpus=cpus, num_gpus=gpus, max_retries=1)
+    if gpus > 0:
+        opts["max_calls"] = 1
+    return opts
+
+
+def task_device(run_device: str = "cuda") -> torch.device:
+    """The device of the running task: the CPU for a run on the CPU (`run_device` "cpu"); else
+    the GPU Ray gave it, else the CPU. Ray sets CUDA_VISIBLE_DEVICES to the task's GPU, which is
+    then cuda:0 (the task's process is fresh: `task_options`); where Ray is told not to set it,
+    every GPU is visible under its own id."""
+    gpu_ids = ray.get_gpu_ids()
+    if run_device == "cpu" or not gpu_ids or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", 0 if os.environ.get("CUDA_VISIBLE_DEVICES") else int(gpu_ids[0]))
 
 
 def _data_on(data: DataSplits, device: torch.device) -> DataSplits:
@@ -95,7 +113,7 @@ def run_job(job: TrainJob, net, rebuild: dict | None, data_box: list, settings, 
     """One candidate in a Ray worker: rebuild or take its network, train it on the task's
     device, send it back on the CPU."""
     _process_state(opts)
-    device = task_device()
+    device = task_device(opts["device"])
     data = _cached("data", data_box, device, lambda d: _data_on(d, device))
     if rebuild is not None:
         build_device = device if rebuild["on"] == "cuda" else torch.device("cpu")
@@ -105,9 +123,10 @@ def run_job(job: TrainJob, net, rebuild: dict | None, data_box: list, settings, 
         torch.set_num_threads(opts["build_threads"])  # as many as where it was made: same rounding
         try:
             net = ChildOrigin(parent, rebuild["n"], rebuild["seed"], calib, rebuild["moves"], rebuild["max_macs"]).build()
-        except RuntimeError:
+        except RebuildMismatch:  # it drew other moves; any other error (out of memory) is the task's own
             net = None
-        torch.set_num_threads(opts["threads"])
+        finally:
+            torch.set_num_threads(opts["threads"])
         if net is None or net_fingerprint(net) != rebuild["fingerprint"]:
             return TrainOutcome(job.key, None, failed=REBUILT_DIFFERS)
     out = train_candidate(replace(job, net=net.to(device)), (data, settings))
@@ -119,7 +138,7 @@ def run_job(job: TrainJob, net, rebuild: dict | None, data_box: list, settings, 
 def run_call(fn, args: tuple, opts: dict):
     """One whole function call in a Ray worker (e.g. a run of `nash compare`)."""
     _process_state(opts)
-    return fn(*args, device=task_device())
+    return fn(*args, device=task_device(opts["device"]))
 
 
 # ---------------------------------------------------------------------------------- driver side
@@ -133,6 +152,17 @@ def _cpu_net(net):
 def _net_device(net) -> torch.device:
     p = next(iter(net.parameters()), None)
     return torch.device("cpu") if p is None else p.device
+
+
+def _device_type(device: str | torch.device | None) -> str:
+    """"cpu" or "cuda": the kind of device a run on `device` trains on (None, "auto": CUDA where
+    this process has it, as --device auto)."""
+    if device is None or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(device).type
+    except RuntimeError:
+        raise OptionError(f"unknown device {device!r} (auto, cpu, cuda, cuda:1, ...)") from None
 
 
 def _drain(pending: dict):
@@ -184,16 +214,25 @@ class RayExecutor:
     """One Ray task per job; see the module's docstring. `address`: None starts a local Ray for
     this executor (shut down by close()); "auto" or "HOST:PORT" joins a running cluster. When
     this process is already connected to Ray, that connection is used and left open. `threads`:
-    the torch threads of a task (default: cpus_per_candidate)."""
+    the torch threads of a task (default: cpus_per_candidate). `device`: the run's ("auto":
+    CUDA where this process has it, as --device auto); `map` follows its data's device, so a
+    resumed run keeps the device it was started on, and `run_many` runs on this one."""
     name = "ray"
     runner = staticmethod(run_job)  # the task's body (tests swap in one that kills its worker)
 
     def __init__(self, address: str | None = None, gpus_per_candidate: float | None = None,
                  cpus_per_candidate: int = 1, temp_dir: str | None = None, flush_denormal: bool = True,
-                 threads: int | None = None):
-        if gpus_per_candidate is None:
-            gpus_per_candidate = 1 if torch.cuda.is_available() else 0
-        gpus, cpus = float(gpus_per_candidate), cpus_per_candidate
+                 threads: int | None = None, device: str | torch.device | None = None):
+        self.device_type = _device_type(device)
+        if device not in (None, "auto") and gpus_per_candidate is not None:  # a choice of both: they must agree
+            if float(gpus_per_candidate) > 0 and self.device_type == "cpu":
+                raise OptionError(f"--gpus-per-candidate {gpus_per_candidate} with --device {device}: a run on the "
+                                  f"CPU trains its candidates on CPUs")
+            if float(gpus_per_candidate) == 0 and self.device_type == "cuda":
+                raise OptionError(f"--gpus-per-candidate 0 with --device {device}: a run on CUDA needs a GPU share for "
+                                  f"each candidate (or give --device cpu)")
+        gpus = 1.0 if gpus_per_candidate is None else float(gpus_per_candidate)  # per candidate of a GPU run
+        cpus = cpus_per_candidate
         if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
             raise OptionError(f"--gpus-per-candidate {gpus_per_candidate}: give a fraction of one GPU (0.25: four "
                               f"candidates a GPU) or a whole number")
@@ -210,11 +249,11 @@ class RayExecutor:
         self._env = {}
         if not ray.is_initialized():
             self._connect(address, temp_dir)
-        self.parallelism = self._slots()
+        self.parallelism = self._slots(self.device_type)
         if self.parallelism < 1:
             self.close()
-            raise OptionError(f"no node of the Ray cluster has {cpus} CPU(s) and {gpus:g} GPU(s) for one candidate "
-                              f"(see --cpus-per-candidate, --gpus-per-candidate)")
+            raise OptionError(f"no node of the Ray cluster has {cpus} CPU(s) and {self._gpus(self.device_type):g} "
+                              f"GPU(s) for one candidate (see --cpus-per-candidate, --gpus-per-candidate, --device)")
 
     def _connect(self, address, temp_dir) -> None:
         kw = dict(log_to_driver=False, logging_level=logging.WARNING)
@@ -260,24 +299,38 @@ class RayExecutor:
             _reload_auth()
         self._env = {}
 
-    def _slots(self) -> int:
+    def _gpus(self, device_type: str) -> float:
+        """GPUs per task of a run on `device_type`: none on the CPU."""
+        return self.gpus if device_type == "cuda" else 0.0
+
+    def _slots(self, device_type: str) -> int:
         """How many tasks of this shape the cluster's nodes can run at once."""
-        total = 0
+        total, gpus = 0, self._gpus(device_type)
         for node in ray.nodes():
             if not node.get("Alive", True):
                 continue
             res = node.get("Resources", {})
             k = math.floor(res.get("CPU", 0) / self.cpus + 1e-9)
-            if self.gpus:
-                k = min(k, math.floor(res.get("GPU", 0) / self.gpus + 1e-9))
+            if gpus:
+                k = min(k, math.floor(res.get("GPU", 0) / gpus + 1e-9))
             total += k
         return total
 
+    def _use(self, device_type: str) -> None:
+        """Tasks from now on for a run on `device_type` (a map's data say where the run trains)."""
+        if device_type not in ("cpu", "cuda"):
+            raise OptionError(f"the ray executor trains on cpu or cuda, not {device_type}")
+        if device_type != self.device_type:
+            self.device_type = device_type
+            self.parallelism = self._slots(device_type)
+
     def _remote(self, fn):
-        """fn as a Ray remote function with this executor's resources, made once."""
-        if fn not in self._remotes:
-            self._remotes[fn] = ray.remote(fn).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=1)
-        return self._remotes[fn]
+        """fn as a Ray remote function with this executor's resources for the run's device, made
+        once. ray.remote, not .options(): only ray.remote takes max_calls (`task_options`)."""
+        key = (fn, self.device_type)
+        if key not in self._remotes:
+            self._remotes[key] = ray.remote(**task_options(self.cpus, self._gpus(self.device_type)))(fn)
+        return self._remotes[key]
 
     def _put_data(self, data: DataSplits) -> list:
         """The data set in the object store (on the CPU), put once while the same DataSplits
@@ -288,13 +341,14 @@ class RayExecutor:
         return self._data[1]
 
     def _opts(self) -> dict:
-        return {"threads": self.threads, "build_threads": torch.get_num_threads(),
+        return {"threads": self.threads, "build_threads": torch.get_num_threads(), "device": self.device_type,
                 "flush_denormal": self.flush_denormal, "keep_freed_memory": allocator.kept()}
 
     # ------------------------------------------------------------------ map
 
     def map(self, jobs: list[TrainJob], shared, on_done=None) -> list[TrainOutcome]:
         data, settings = shared
+        self._use(data.train_x.device.type)  # the run trains where its data are
         data_box = self._put_data(data)
         remote = self._remote(self.runner)
         opts = self._opts()
