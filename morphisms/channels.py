@@ -7,6 +7,9 @@ every learned layer ("mix") that produces a member grows new filters (random, to
 drawn from the edit's seeded generator),
 and every learned layer that reads a member gets zero weights for the new channels, so the
 function is unchanged. A concat that reads a member grows too, at an offset, and spreads on.
+A depthwise conv (groups = in = out channels, MobileNet's) is tied like a BN: each output
+channel reads only its own input channel, so it grows with its input, new channels getting new
+random filters, and whatever reads it gets zero weights for them.
 
 A layout is (old_pos, new_count): where each old channel sits among the new ones.
 """
@@ -22,13 +25,30 @@ from .layers import LAYERS
 TIES = ("preserve", "merge")
 
 
-def tied_class(g, start: str) -> set[str]:
-    """Nodes whose outputs share `start`'s channel layout."""
+def is_depthwise(g, shapes, n: str) -> bool:
+    """A conv whose output channel i reads input channel i alone (groups = in = out channels)."""
+    a = g.nodes[n]
+    if a["kind"] != "conv" or a.get("groups", 1) == 1:
+        return False
+    ins = inputs_of(g, n)
+    return a["groups"] == a["out_channels"] == shapes[ins[0]][0]
+
+
+def role(g, shapes, n: str) -> str:
+    """How node `n` treats channels: its kind's role, but "preserve" for a depthwise conv."""
+    return "preserve" if is_depthwise(g, shapes, n) else LAYERS[g.nodes[n]["kind"]].channels
+
+
+def tied_class(g, start: str, shapes=None) -> set[str]:
+    """Nodes whose outputs share `start`'s channel layout (with `shapes`, depthwise convs tie too)."""
+    def tied(n):
+        return (role(g, shapes, n) if shapes is not None else LAYERS[g.nodes[n]["kind"]].channels) in TIES
+
     members, stack = {start}, [start]
     while stack:
         n = stack.pop()
-        linked = [c for c in g.successors(n) if LAYERS[g.nodes[c]["kind"]].channels in TIES]
-        if LAYERS[g.nodes[n]["kind"]].channels in TIES:
+        linked = [c for c in g.successors(n) if tied(c)]
+        if tied(n):
             linked += list(g.predecessors(n))
         for m in linked:
             if m not in members:
@@ -48,18 +68,18 @@ def plan_growth(g, shapes, root: str, old_pos: list, new_count: int, fail):
     while queue:
         r, pos, count = queue.pop(0)
         append = pos == list(range(len(pos)))
-        members = tied_class(g, r)
+        members = tied_class(g, r, shapes)
         for m in sorted(members):
             kind = g.nodes[m]["kind"]
-            role = LAYERS[kind].channels
-            if m != r and role == "mix" and not append:
+            m_role = role(g, shapes, m)
+            if m != r and m_role == "mix" and not append:
                 fail(f"{m!r} would have to grow new channels in the middle of its output (through a concat)")
-            if m != r and role == "concat":
+            if m != r and m_role == "concat":
                 fail(f"its channels are tied (through adds) to the concat {m!r}, which cannot grow alone")
-            if role == "fixed":
+            if m_role == "fixed":
                 what = "the network input" if kind == "input" else f"{m!r} ({kind}), which cannot change"
                 fail(f"its channels are tied to {what}")
-            if role == "mix" and g.nodes[m].get("groups", 1) != 1:
+            if m_role == "mix" and g.nodes[m].get("groups", 1) != 1:
                 fail(f"{m!r} is a grouped conv, which cannot grow")
             if m in grown and grown[m] != (pos, count):
                 fail(f"growth reaches {m!r} along two paths")
@@ -67,14 +87,14 @@ def plan_growth(g, shapes, root: str, old_pos: list, new_count: int, fail):
         for m in sorted(members):
             for c in sorted(g.successors(m)):
                 kind = g.nodes[c]["kind"]
-                role = LAYERS[kind].channels
-                if c in members and role != "mix":  # a conv can be both: it reads and makes the class
+                c_role = role(g, shapes, c)
+                if c in members and c_role != "mix":  # a conv can be both: it reads and makes the class
                     continue
-                if role == "mix":
+                if c_role == "mix":
                     if g.nodes[c].get("groups", 1) != 1:
                         fail(f"it feeds the grouped conv {c!r}, which cannot take more channels")
                     readers[c] = (pos, count)
-                elif role == "concat":
+                elif c_role == "concat":
                     layout = _concat_layout(g, shapes, c, grown)
                     if c in grown and grown[c] != layout:
                         fail(f"growth reaches the concat {c!r} along two paths")
@@ -98,6 +118,8 @@ def _check_shapes(g, shapes, grown, fail):
         key = {"conv": "out_channels", "linear": "out_features"}.get(g.nodes[n]["kind"])
         if key:
             probe.nodes[n][key] = count
+        if is_depthwise(g, shapes, n):
+            probe.nodes[n]["groups"] = count
     try:
         new_shapes = infer_shapes(probe)
     except GraphError as e:
@@ -141,6 +163,7 @@ def grow_module(old: nn.Module, new: nn.Module, out_layout=None, in_layout=None)
             torch.as_tensor(out_layout[0], device=w.device)
         in_idx = torch.arange(old.weight.shape[1], device=w.device) if in_layout is None else \
             torch.as_tensor(in_layout[0], device=w.device)
+        # a depthwise conv's weight is (channels, 1, k, k): it grows along the output side only
         if in_layout is not None:
             w[:, _others(in_idx, w.shape[1])] = 0.0
         w[out_idx.view(-1, 1), in_idx.view(1, -1)] = old.weight
@@ -160,10 +183,13 @@ def _others(idx: torch.Tensor, count: int) -> torch.Tensor:
 def apply_growth(edit, grown: dict, readers: dict) -> None:
     """Carry out a plan from `plan_growth` on an Edit: attributes, shapes, modules."""
     g = edit.g
+    depthwise = {n for n in grown if is_depthwise(g, edit.shapes, n)}  # before the widths change
     for n, (_, count) in grown.items():
         kind = g.nodes[n]["kind"]
         if kind == "conv":
             g.nodes[n]["out_channels"] = count
+            if n in depthwise:
+                g.nodes[n]["groups"] = count
         elif kind == "linear":
             g.nodes[n]["out_features"] = count
     edit.refresh_shapes()

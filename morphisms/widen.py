@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .channels import apply_growth, plan_growth
+from .channels import apply_growth, is_depthwise, plan_growth
 from .edit import Edit
 from .network import Network
 
@@ -20,6 +20,8 @@ def widen_plan(e: Edit, node: str, factor: float):
     kind = e.kind(node)
     if kind not in WIDENABLE:
         e.fail(f"it is a {kind}; only conv and linear layers can be widened")
+    if is_depthwise(e.g, e.shapes, node):
+        e.fail("it is a depthwise conv, whose width is its input's: widen the layer that feeds it")
     if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 1:
         e.fail(f"factor must be a number > 1, got {factor!r}")
     old = e.shapes[node][0]

@@ -269,21 +269,31 @@ def test_random_morphism_sequences_preserve_the_function(name):
         assert rel_err(child.eval()(x), y) <= RTOL32, (seed, [str(m) for m in applied])
 
 
-def test_depthwise_convs_are_not_offered_for_widening():
+def test_depthwise_convs_grow_with_their_input_and_grouped_ones_block_widening():
     model, x = make("mobilenet_v2")
     net = from_module(model, x)
     g = net.graph
-    grouped = {n for n in g if g.nodes[n]["kind"] == "conv" and g.nodes[n]["groups"] > 1}
-    assert "features_2_conv_1_0" in grouped  # a depthwise conv
-    feeding = {u for n in grouped for u in g.predecessors(n)}
+    y = model(x)
+    depthwise = {n for n in g if g.nodes[n]["kind"] == "conv" and g.nodes[n]["groups"] > 1}
+    assert "features_2_conv_1_0" in depthwise
     widened = {dict(m.args)["node"] for m in moves(net, ["widen"])}
-    assert widened and not widened & grouped
-    # an expansion conv feeds its depthwise conv through BN and ReLU6: its width is tied to it
-    assert "features_2_conv_0_0" not in widened
-    assert feeding  # (so the test looks at something)
-    with pytest.raises(MorphismError, match="grouped conv") as e:
+    assert not widened & depthwise  # a depthwise conv's width is its input's
+    with pytest.raises(MorphismError, match="depthwise conv") as e:
         widen(net, "features_2_conv_1_0")
     assert "\n" not in str(e.value)
+    # the expansion conv feeds its depthwise conv through BN and ReLU6: the depthwise conv grows
+    # with it (new random filters), and the projection conv reads the new channels with zeros
+    assert "features_2_conv_0_0" in widened
+    child = widen(net, "features_2_conv_0_0", 2.0, seed=1).eval()
+    assert child.graph.nodes["features_2_conv_1_0"]["groups"] == 2 * g.nodes["features_2_conv_1_0"]["groups"]
+    assert rel_err(child(x), y) <= RTOL32
+    # a grouped conv that is not depthwise (groups=2 of 6 channels) cannot take more channels
+    mixed, xm = make("mixed")
+    mnet = from_module(mixed, xm)
+    assert mnet.graph.nodes["dil"]["groups"] == 2
+    assert "stem" not in {dict(m.args)["node"] for m in moves(mnet, ["widen"])}
+    with pytest.raises(MorphismError, match="'dil' is a grouped conv"):
+        widen(mnet, "stem")
 
 
 def test_deepen_is_offered_only_where_its_relu_is_the_identity():
