@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from nash.cli import main
 
 QUICK = ["--steps", "3", "--n-neigh", "3", "--n-nm", "2", "--epoch-neigh", "3", "--epoch-final", "4",
-         "--pretrain-epochs", "4", "--widths", "16,16", "--subset", "600", "--seed", "5", "--quiet"]
+         "--pretrain-epochs", "4", "--widths", "16,16", "--subset", "600", "--seed", "5", "--quiet",
+         "--device", "cpu"]  # same seed, same climb: on the CPU (CUDA kernels are not deterministic)
 
 
 def comparable(events):
@@ -181,7 +182,7 @@ def test_a_budget_holds(tmp_path, schedule):
     t = time.time()
     p = nash("climb", "--budget", "20s", "--schedule", schedule, "--widths", "8,16", "--epoch-neigh", "3",
              "--pretrain-epochs", "3", "--epoch-final", "3", "--n-neigh", "3", "--subset", "600", "--quiet",
-             "--out", str(out))
+             "--device", "cpu", "--out", str(out))
     assert p.wait(timeout=120) == 0, p.stderr.read()
     wall = time.time() - t
     res = json.loads((out / "results.json").read_text())

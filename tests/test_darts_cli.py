@@ -8,7 +8,7 @@ from nash.cli import main
 
 TINY_SEARCH = ["--epochs", "1", "--layers", "3", "--channels", "2", "--batch-size", "32", "--subset", "160",
                "--train-epochs", "6", "--train-batch-size", "16", "--train-channels", "4", "--train-layers", "3",
-               "--quiet"]
+               "--quiet", "--device", "cpu"]
 
 
 def test_darts_search_trains_its_genotype_and_seeds_a_climb(tmp_path):
@@ -28,13 +28,13 @@ def test_darts_search_trains_its_genotype_and_seeds_a_climb(tmp_path):
     climb = tmp_path / "climb"
     r = CliRunner().invoke(main, ["climb", "--start", str(out / "best"), "--steps", "1", "--n-neigh", "2",
                                   "--n-nm", "2", "--epoch-neigh", "1", "--epoch-final", "1", "--pretrain-epochs", "1",
-                                  "--subset", "160", "--quiet", "--out", str(climb)])
+                                  "--subset", "160", "--quiet", "--device", "cpu", "--out", str(climb)])
     assert r.exit_code == 0, r.output
     assert json.loads((climb / "results.json").read_text())["start"]["params"] == net.num_params()
 
 
 def test_train_genotype_by_name_and_text(tmp_path):
-    args = ["--epochs", "1", "--channels", "4", "--layers", "3", "--subset", "160", "--quiet"]
+    args = ["--epochs", "1", "--channels", "4", "--layers", "3", "--subset", "160", "--quiet", "--device", "cpu"]
     r = CliRunner().invoke(main, ["train-genotype", "DARTS_V2", *args, "--out", str(tmp_path / "a")])
     assert r.exit_code == 0, r.output
     text = json.loads((tmp_path / "a" / "results.json").read_text())["genotype"]

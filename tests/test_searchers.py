@@ -19,7 +19,7 @@ TINY = {
     "darts": {"channels": 4, "layers": 2, "batch_size": 32, "train_channels": 4, "train_layers": 2,
               "train_batch_size": 64},
 }
-COMMON = {"data": "digits", "subset": 600}
+COMMON = {"data": "digits", "subset": 600, "device": "cpu"}  # CPU arithmetic: resumes equal, bit for bit
 
 
 def check_shape(res: dict, method: str):
@@ -80,7 +80,7 @@ def test_none_and_nash_see_the_same_split_and_budget(tmp_path):
 
 def compare_cmd(out, methods, budget="6s", seeds=2):
     return [sys.executable, "-m", "nash", "compare", "--methods", methods, "--seeds", str(seeds), "--budget", budget,
-            "--subset", "600", "--widths", "16,32", "--set", "n_neigh=3", "--set", "n_nm=2",
+            "--subset", "600", "--device", "cpu", "--widths", "16,32", "--set", "n_neigh=3", "--set", "n_nm=2",
             "--set", "darts.channels=4", "--set", "darts.layers=2", "--set", "darts.batch_size=32",
             "--set", "darts.train_channels=4", "--set", "darts.train_layers=2", "--out", str(out), "--quiet"]
 
