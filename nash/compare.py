@@ -57,7 +57,9 @@ def run_one(method: str, path: str, cfg, quiet: bool, device=None) -> dict:
     from .progress import Reporter
     from .search import run_searcher
     rep = Reporter(quiet)
-    if cfg is None:
+    # a new run whose directory holds a run now was begun by an earlier attempt of this call
+    # (the ray executor retries a call whose worker was lost): go on from its checkpoint
+    if cfg is None or (Path(path) / "config.json").exists():
         return run_searcher(method, resume=path, reporter=rep)
     if device is not None and cfg.device == "auto":
         cfg = dataclasses.replace(cfg, device=str(device))

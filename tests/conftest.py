@@ -52,6 +52,8 @@ def random_start(rng: random.Random):
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU; skipped where none is present "
                                        "(experiments/device_check.sh runs them on one)")
+    config.addinivalue_line("markers", "cluster: starts a two-node Ray cluster on this machine (skipped "
+                                       "without Ray); deselect with -m 'not cluster'")
 
 
 def pytest_collection_modifyitems(config, items):
