@@ -235,8 +235,14 @@ class _Importer:
         return name
 
     def _add(self, kind: str, inputs, qualname: str, where: str, source: nn.Module | None = None, **attrs) -> _T:
+        srcs = []
+        for t in inputs:
+            src = t.node
+            if src in srcs:  # x + x: the graph has one edge per pair of nodes, so the second goes via an identity
+                src = add_layer(self.g, "identity", [src], name=self._fresh(f"{qualname}.same"))
+            srcs.append(src)
         name = self._fresh(qualname)
-        add_layer(self.g, kind, [t.node for t in inputs], name=name, **attrs)
+        add_layer(self.g, kind, srcs, name=name, **attrs)
         try:
             shape = tuple(int(s) for s in layer(kind).infer(self.g.nodes[name], [t.shape for t in inputs]))
         except GraphError as e:

@@ -244,6 +244,59 @@ def test_float64_import_and_morphisms_are_exact_up_to_rounding():
     assert rel_err(child.eval()(x), y) <= RTOL64, [str(m) for m in applied]
 
 
+def _c(cin=3, cout=3, **kw):
+    return nn.Conv2d(cin, cout, 3, padding=1, **kw)
+
+
+SPELLINGS = {
+    "mean over a list": (lambda s, x: s.fc(x.mean([2, 3])), dict(fc=nn.Linear(3, 2))),
+    "torch.mean over negative dims": (lambda s, x: s.fc(torch.mean(x, dim=(-2, -1))), dict(fc=nn.Linear(3, 2))),
+    "adaptive pool, flatten": (lambda s, x: s.fc(s.pool(x).flatten(1)), dict(pool=nn.AdaptiveAvgPool2d(1),
+                                                                          fc=nn.Linear(3, 2))),
+    "adaptive pool, view(-1, C)": (lambda s, x: s.fc(s.pool(x).view(-1, 3)), dict(pool=nn.AdaptiveAvgPool2d(1),
+                                                                               fc=nn.Linear(3, 2))),
+    "functional adaptive pool, torch.flatten": (
+        lambda s, x: s.fc(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1)), dict(fc=nn.Linear(3, 2))),
+    "flatten of a real 1x1 map": (lambda s, x: s.fc(s.flat(F.max_pool2d(x, (6, 8)))),
+                                  dict(flat=nn.Flatten(), fc=nn.Linear(3, 2))),
+    "view(x.shape[0], -1) of a 1x1 map": (lambda s, x: s.fc(F.avg_pool2d(x, (6, 8)).view(x.shape[0], -1)),
+                                          dict(fc=nn.Linear(3, 2))),
+    "torch.add residual": (lambda s, x: torch.add(x, s.c(x)), dict(c=_c())),
+    "Tensor.add residual": (lambda s, x: x.add(s.c(x)), dict(c=_c())),
+    "+= residual": (lambda s, x: _iadd(s.c(x), x), dict(c=_c())),
+    "in-place relu, then a read of its input": (lambda s, x: _relu_then_read(s.bn(x)), dict(bn=nn.BatchNorm2d(3))),
+    "torch.cat on dim -3": (lambda s, x: torch.cat((x, s.c(x)), dim=-3), dict(c=_c(cout=2))),
+    "padding valid and same": (lambda s, x: s.b(s.a(x)), dict(a=nn.Conv2d(3, 4, 3, padding="valid"),
+                                                              b=nn.Conv2d(4, 4, (3, 5), padding="same", bias=False))),
+    "hardtanh as relu6": (lambda s, x: F.hardtanh(x, 0.0, 6.0) + s.h(x), dict(h=nn.Hardtanh(0.0, 6.0))),
+    "strided, dilated, grouped conv": (lambda s, x: s.c(x), dict(c=nn.Conv2d(3, 6, 3, stride=(2, 1), padding=2,
+                                                                            dilation=2, groups=3))),
+    "pools with padding and count_include_pad": (
+        lambda s, x: F.avg_pool2d(x, 3, 2, 1) + s.p(x) + F.max_pool2d(x, 3, stride=2, padding=1),
+        dict(p=nn.AvgPool2d(3, 2, 1, count_include_pad=False))),
+}
+
+
+def _iadd(a, b):
+    a += b
+    return a
+
+
+def _relu_then_read(y):
+    torch.relu_(y)  # y itself now holds relu(y)
+    return y + y
+
+
+@pytest.mark.parametrize("case", SPELLINGS)
+def test_equivalent_spellings_import_to_the_same_function(case):
+    fn, modules = SPELLINGS[case]
+    torch.manual_seed(0)
+    model = scramble(Wrap(fn, **modules)).eval()
+    x = torch.randn(2, 3, 6, 8)
+    net = from_module(model, x)
+    assert rel_err(net(x), model(x)) <= RTOL32
+
+
 # ---------------------------------------------------------------- morphisms on imported networks
 
 
