@@ -9,11 +9,15 @@ parameters lifted to inputs and BN's buffer updates functionalised, which we wou
 reassemble into layers. fx reports data-dependent control flow as one TraceError, which
 becomes one line here.
 
-What is supported is the layer registry's vocabulary (see `_MODULES` and `_FUNCTIONS`);
-anything else is one MorphismError naming the op and the module it sits in. The result is
-checked against the module on the example input before it is returned, so an op that fx
-records differently from how eager runs it (an in-place add on a tensor that is read again
-later) gives an error, never a silently different network.
+What is supported is the layer registry's vocabulary (`_SUPPORTED_MODULES`, and the functions
+and methods `_Importer._function` knows); anything else is one MorphismError naming the op and
+the module it sits in. The result is checked against the module on the example input before it
+is returned, so an op that fx records differently from how eager runs it (an in-place add on a
+tensor that is read again later) gives an error, never a silently different network.
+
+fx evaluates `self.training` while tracing, so `F.dropout(x, p, self.training)` is recorded
+with a constant flag; it is imported as a dropout node (dropping in training, the identity in
+eval), which is what that idiom means.
 """
 from __future__ import annotations
 
