@@ -12,6 +12,7 @@ All timings are medians, measured side by side in this one process.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import time
@@ -64,6 +65,7 @@ def main():
               f"{'fwd ms':>8} {'fwd/start':>9} {'ours/fx':>7}")
     print(header)
     print("-" * len(header))
+    rows = []
     for n in (int(c) for c in args.counts.split(",")):
         net, _ = random_morphisms(start, n, rng=args.seed)
         net = net.cpu().eval()
@@ -79,6 +81,11 @@ def main():
             assert torch.allclose(traced(x), net(x), rtol=1e-5, atol=1e-6)
         print(f"{n:>6} {len(net.graph):>5} {net.num_params():>10,} {len(options):>5} {t_list * 1e3:>8.1f}ms "
               f"{t_apply * 1e3:>8.1f}ms {fwd * 1e3:>8.2f} {fwd / base:>9.2f} {fwd / fx:>7.3f}")
+        rows.append({"morphisms": n, "nodes": len(net.graph), "params": net.num_params(), "moves": len(options),
+                     "list_moves_ms": round(t_list * 1e3, 3), "apply_ms": round(t_apply * 1e3, 3),
+                     "forward_ms": round(fwd * 1e3, 3), "forward_vs_start": round(fwd / base, 3),
+                     "ours_vs_fx": round(fwd / fx, 3)})
+    print(json.dumps({"device": str(device), "batch": args.batch, "input": list(shape), "rows": rows}))
 
 
 if __name__ == "__main__":
