@@ -3,14 +3,17 @@
 the worker node's raylet killed while it runs their work. The step (the comparison) completes:
 the lost work is retried on the head, the parent is never lost, the results are written.
 
-The head offers 1 CPU for tasks, the worker node 2, and a step dispatches 3 candidates (the
-comparison 2 runs at once on a head that fits one): work lands on the worker node whatever
-Ray's placement, and the head can take the retries once the worker node is gone. The kill waits
-for a task process of the worker node's raylet ("ray::run_job", Ray's name for a worker busy
-with that function) while the run's events show its step not yet done: no sleep decides it.
+The head offers 1 CPU for tasks, each of two worker nodes 2 (each test kills one), and a step
+dispatches 3 candidates (the comparison 2 runs at once on a head that fits one): work lands on
+a worker node whatever Ray's placement, and the head can take the retries once it is gone. The
+kill waits for a task process of a worker node's raylet ("ray::run_job", Ray's name for a
+worker busy with that function) while the run's events show its step not yet done: no sleep
+decides it.
 
-Every process of the cluster carries a marker in its environment (the Ray processes inherit
-it from `ray start`); the teardown ends exactly those, by their ids."""
+Every process `ray start` makes carries a marker in its environment, or this cluster's temp
+dir in its command line, or descends from one that does; such processes are noted before each
+kill (a killed raylet's agents live on, orphaned) and at the teardown, which ends exactly those,
+by their ids (and start times: an id may be reused)."""
 import json
 import os
 import shutil
@@ -46,6 +49,15 @@ def _ports() -> list[str]:
     return out
 
 
+def _stat(pid: int):
+    """(ppid, start time) of a process, None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[1]), int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _procs():
     """(pid, ppid, cmdline) of every process."""
     for p in os.listdir("/proc"):
@@ -53,23 +65,11 @@ def _procs():
             continue
         try:
             cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            ppid = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        yield int(p), ppid, cmd
-
-
-def _marked(token: str) -> list[int]:
-    """The processes whose environment holds MARK=token: this cluster's, and the nash drivers."""
-    want = f"{MARK}={token}".encode()
-    pids = []
-    for pid, _, _ in _procs():
-        try:
-            if want in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                pids.append(pid)
         except OSError:
             continue
-    return pids
+        st = _stat(int(p))
+        if st is not None:
+            yield int(p), st[0], cmd
 
 
 class Cluster:
@@ -83,36 +83,62 @@ class Cluster:
                     # a dead node is declared dead within seconds, not Ray's default ~30 s
                     "RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_ms": "1000",
                     "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3"}
-        self.workers = 0
+        self.workers = {}  # a live worker node's temp dir -> its raylet's pid
+        self.seen = {}  # pid -> start time of every process of this cluster noted so far
 
-    def _ray_start(self, *args) -> None:
-        p = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "start", "--node-ip-address", "127.0.0.1",
-                            "--disable-usage-stats", *_ports(), *args], env=self.env, capture_output=True,
-                           text=True, timeout=WAIT)
-        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    def note(self) -> None:
+        """Note this cluster's processes: marked (environment; Ray's workers and agents overwrite
+        theirs with their titles), naming its temp dir, or descending from one of those."""
+        want, root = f"{MARK}={self.token}".encode(), f"{self.root}/"
+        procs = [(pid, ppid, cmd) for pid, ppid, cmd in _procs() if pid != os.getpid()]
+        ours = set()
+        for pid, _, cmd in procs:
+            try:
+                marked = want in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                marked = False
+            if marked or root in cmd:
+                ours.add(pid)
+        grew = True
+        while grew:
+            new = {pid for pid, ppid, _ in procs if ppid in ours} - ours
+            ours |= new
+            grew = bool(new)
+        for pid in ours:
+            st = _stat(pid)
+            if st is not None:
+                self.seen.setdefault(pid, st[1])
 
-    def start_head(self) -> None:
-        self._ray_start("--head", "--port", str(self.port), "--num-cpus", "1", "--include-dashboard", "false",
-                        "--dashboard-port", str(_free_port()), "--temp-dir", str(self.root / "head"))
+    def _ray_start(self, *args) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--node-ip-address",
+                                 "127.0.0.1", "--disable-usage-stats", *_ports(), *args], env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    def add_worker(self) -> Path:
-        """A worker node of 2 CPUs with a temp dir of its own; returns that dir."""
-        self.workers += 1
-        tmp = self.root / f"w{self.workers}"
-        self._ray_start("--address", self.address, "--num-cpus", "2", "--temp-dir", str(tmp))
-        return tmp
+    @staticmethod
+    def _started(p: subprocess.Popen) -> None:
+        out, _ = p.communicate(timeout=WAIT)
+        assert p.returncode == 0, out[-3000:]
 
-    def raylet(self, tmp: Path) -> int:
-        pids = [pid for pid, _, cmd in _procs() if "raylet/raylet " in cmd and f"{tmp}/" in cmd]
-        assert len(pids) == 1, pids
-        return pids[0]
+    def start(self) -> None:
+        """The head, then two worker nodes of 2 CPUs, each with a temp dir of its own."""
+        self._started(self._ray_start("--head", "--port", str(self.port), "--num-cpus", "1", "--include-dashboard",
+                                      "false", "--dashboard-port", str(_free_port()), "--temp-dir",
+                                      str(self.root / "head")))
+        tmps = [self.root / f"w{k}" for k in (1, 2)]
+        for p in [self._ray_start("--address", self.address, "--num-cpus", "2", "--temp-dir", str(t)) for t in tmps]:
+            self._started(p)
+        for t in tmps:
+            pids = [pid for pid, _, cmd in _procs() if "raylet/raylet " in cmd and f"{t}/" in cmd]
+            assert len(pids) == 1, pids
+            self.workers[t] = pids[0]
 
     def stop(self) -> None:
-        for _ in range(3):  # a dying raylet may still start a worker
-            pids = [p for p in _marked(self.token) if p != os.getpid()]
-            if not pids:
+        for _ in range(5):  # a dying raylet may still start a worker
+            self.note()
+            alive = [pid for pid, start in self.seen.items() if (_stat(pid) or (0, None))[1] == start]
+            if not alive:
                 break
-            for pid in pids:
+            for pid in alive:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -126,7 +152,7 @@ def cluster():
     # Ray's Unix sockets live under the temp dirs: a short path
     c = Cluster(Path(tempfile.mkdtemp(prefix="nrc-", dir="/tmp")))
     try:
-        c.start_head()
+        c.start()
         yield c
     finally:
         c.stop()
@@ -142,23 +168,23 @@ def events(path: Path) -> list[dict]:
     return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
 
 
-def kill_raylet_when(cluster, tmp: Path, task: str, proc: subprocess.Popen, ready) -> None:
-    """SIGKILL the raylet of the worker node in `tmp` as soon as one of its workers runs `task`
-    and ready() holds (each checked on every poll; the run must still be going)."""
-    raylet = cluster.raylet(tmp)
+def kill_a_worker_node_when(cluster, task: str, proc: subprocess.Popen, ready) -> None:
+    """SIGKILL the raylet of a live worker node as soon as one of its workers runs `task` and
+    ready() holds (each checked on every poll; the run must still be going)."""
     deadline = time.time() + WAIT
     while True:
-        busy = [pid for pid, ppid, cmd in _procs() if ppid == raylet and cmd.startswith(f"ray::{task}")]
-        if busy and ready():
+        busy = {ppid for pid, ppid, cmd in _procs() if cmd.startswith(f"ray::{task}")}
+        hit = [t for t, raylet in cluster.workers.items() if raylet in busy]
+        if hit and ready():
             break
-        assert proc.poll() is None, f"the run ended before its work reached the worker node: {proc.communicate()}"
-        assert time.time() < deadline, "no task reached the worker node"
+        assert proc.poll() is None, f"the run ended before its work reached a worker node: {proc.communicate()}"
+        assert time.time() < deadline, "no task reached a worker node"
         time.sleep(0.05)
-    os.kill(raylet, signal.SIGKILL)
+    cluster.note()  # its agents, orphaned by the kill, are ended at the teardown
+    os.kill(cluster.workers.pop(hit[0]), signal.SIGKILL)
 
 
 def test_a_climb_survives_the_loss_of_a_worker_node_mid_step(cluster, tmp_path):
-    tmp = cluster.add_worker()
     out = tmp_path / "climb"
     # 3 candidates of ~2-3 s each: the kill lands while they train
     p = nash(cluster, "climb", "--schedule", "paper", "--steps", "1", "--n-neigh", "3", "--n-nm", "1",
@@ -166,7 +192,7 @@ def test_a_climb_survives_the_loss_of_a_worker_node_mid_step(cluster, tmp_path):
              "--subset", "800", "--seed", "3", "--out", str(out))
     step_open = lambda: any(e["event"] == "start" for e in events(out / "events.jsonl")) and \
         not any(e["event"] == "child" for e in events(out / "events.jsonl"))
-    kill_raylet_when(cluster, tmp, "run_job", p, step_open)
+    kill_a_worker_node_when(cluster, "run_job", p, step_open)
     assert step_open()  # the kill landed inside step 1: none of its candidates was reported yet
     stdout, stderr = p.communicate(timeout=WAIT)
     assert p.returncode == 0, stderr[-3000:]
@@ -183,13 +209,13 @@ def test_a_climb_survives_the_loss_of_a_worker_node_mid_step(cluster, tmp_path):
 
 
 def test_a_comparison_survives_the_loss_of_a_worker_node(cluster, tmp_path):
-    tmp = cluster.add_worker()
+    assert cluster.workers, "no worker node left"
     out = tmp_path / "cmp"  # shared by the nodes: the workers write the run directories
     p = nash(cluster, "compare", "--methods", "none,random", "--seeds", "1", "--budget", "10s", "--subset", "300",
              "--widths", "8,8", "--out", str(out))
     runs = [out / "none-seed0", out / "random-seed0"]
     both_running = lambda: all((r / "config.json").exists() and not (r / "results.json").exists() for r in runs)
-    kill_raylet_when(cluster, tmp, "run_call", p, both_running)
+    kill_a_worker_node_when(cluster, "run_call", p, both_running)
     stdout, stderr = p.communicate(timeout=WAIT)
     assert p.returncode == 0, stderr[-3000:]
     assert "| none |" in stdout and "| random |" in stdout
