@@ -7,7 +7,8 @@ every learned layer ("mix") that produces a member grows new filters (random, to
 drawn from the edit's seeded generator),
 and every learned layer that reads a member gets zero weights for the new channels, so the
 function is unchanged. A concat that reads a member grows too, at an offset, and spreads on.
-A depthwise conv (groups = in = out channels, MobileNet's) is tied like a BN: each output
+A flatten passes channel c on as features c*H*W .. c*H*W + H*W - 1, so a linear reading it
+grows zero columns in blocks. A depthwise conv (groups = in = out channels, MobileNet's) is tied like a BN: each output
 channel reads only its own input channel, so it grows with its input, new channels getting new
 random filters, and whatever reads it gets zero weights for them.
 
@@ -94,10 +95,11 @@ def plan_growth(g, shapes, root: str, old_pos: list, new_count: int, fail):
                     if g.nodes[c].get("groups", 1) != 1:
                         fail(f"it feeds the grouped conv {c!r}, which cannot take more channels")
                     readers[c] = (pos, count)
-                elif c_role == "concat":
-                    layout = _concat_layout(g, shapes, c, grown)
+                elif c_role in ("concat", "flatten"):
+                    layout = _concat_layout(g, shapes, c, grown) if c_role == "concat" else \
+                        _flatten_layout(shapes[m], pos, count)
                     if c in grown and grown[c] != layout:
-                        fail(f"growth reaches the concat {c!r} along two paths")
+                        fail(f"growth reaches the {c_role} {c!r} along two paths")
                     if c not in grown:
                         grown[c] = layout
                         queue.append((c, *layout))
@@ -127,6 +129,11 @@ def _check_shapes(g, shapes, grown, fail):
     for n, (_, count) in grown.items():
         if n in new_shapes and new_shapes[n][0] != count:
             fail(f"growth reaches {n!r} inconsistently")
+
+
+def _flatten_layout(shape, pos, count):
+    _, h, w = shape
+    return [p * h * w + k for p in pos for k in range(h * w)], count * h * w
 
 
 def _concat_layout(g, shapes, c, grown):

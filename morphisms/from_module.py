@@ -380,11 +380,9 @@ class _Importer:
         v = self._tensor(v, where, what)
         if len(v.shape) == 1:
             return v
-        c, h, w = v.shape
-        if (h, w) == (1, 1):
+        if v.shape[1:] == (1, 1):
             return self._add("global_pool", [v], qualname, where)  # the mean of one value is the value
-        raise _Fail(f"{where}: {what} of a {c}x{h}x{w} map is not supported (only of a 1x1 map, since the engine "
-                    f"widens a classifier channel by channel; pool to 1x1 first, e.g. AdaptiveAvgPool2d(1))")
+        return self._add("flatten", [v], qualname, where)
 
     # ------------------------------------------------------------------ functions and methods
 

@@ -30,6 +30,7 @@ class LayerKind:
     #   "preserve": output channels are the input channels, one to one (bn, relu, pools)
     #   "merge":    output channels are each input's channels, one to one (add)
     #   "concat":   output channels are the inputs' channels one after another
+    #   "flatten":  each input channel becomes a block of H*W features, in channel order
     #   "mix":      a learned map; the input side can grow (zero weights) and so can the output
     #               side (new filters): conv, linear
     #   "fixed":    none of that can change (input, output, anything else)
@@ -320,3 +321,7 @@ register_layer(LayerKind("hardswish", lambda a, s: tuple(s[0]), lambda a, s: nn.
 # a node even though it is the identity in eval: training the imported network drops as the user's did
 register_layer(LayerKind("dropout", lambda a, s: tuple(s[0]), lambda a, s: nn.Dropout(a["p"]), channels="preserve",
                          keeps_nonneg=True, defaults=dict(p=0.5)))
+# (C, H, W) -> (C*H*W,), as torchvision's VGG feeds its classifier: widening the conv before it
+# grows the linear after it by H*W zero columns per new channel (channels.py)
+register_layer(LayerKind("flatten", lambda a, s: (_map(s[0], "flatten")[0] * s[0][1] * s[0][2],),
+                         lambda a, s: nn.Flatten(), channels="flatten", keeps_nonneg=True))

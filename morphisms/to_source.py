@@ -84,6 +84,7 @@ TEMPLATES = {
     "maxpool": _pool("max_pool2d"),
     "avgpool": _pool("avg_pool2d"),
     "global_pool": lambda a, ins, s: (None, "{0}.mean((2, 3))"),
+    "flatten": lambda a, ins, s: (None, "{0}.flatten(1)"),
     "add": _add,
     "concat": lambda a, ins, s: (None, f"torch.cat([{', '.join(f'{{{i}}}' for i in range(len(ins)))}], 1)"),
     "zero": lambda a, ins, s: (None, "torch.zeros_like({0})"),

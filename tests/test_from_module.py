@@ -158,7 +158,18 @@ class Mixed(nn.Module):
         return self.fc(F.hardswish(self.head(x)))
 
 
-MODELS = {"resnet18": ResNet18, "vgg11": VGG11, "mobilenet_v2": MobileNetV2, "mixed": Mixed}
+class VGG11Flat(VGG11):
+    """torchvision's VGG head: the last map flattened whole (its AdaptiveAvgPool2d((7, 7)) is the
+    identity on a 7x7 map; here the map is 2x2)."""
+    CFG = VGG11.CFG[:-1]
+
+    def __init__(self, num_classes=5, cin=3, hidden=16):
+        super().__init__(num_classes, cin, hidden)
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.classifier[0] = nn.Linear(16 * 2 * 2, hidden)
+
+
+MODELS = {"resnet18": ResNet18, "vgg11": VGG11, "vgg11_flat": VGG11Flat, "mobilenet_v2": MobileNetV2, "mixed": Mixed}
 
 
 def make(name, seed=0):
@@ -300,7 +311,7 @@ def test_equivalent_spellings_import_to_the_same_function(case):
 # ---------------------------------------------------------------- morphisms on imported networks
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg11", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["resnet18", "vgg11", "vgg11_flat", "mobilenet_v2"])
 def test_every_listed_move_preserves_the_function(name):
     model, x = make(name)
     net = from_module(model, x[:2])
@@ -347,6 +358,20 @@ def test_depthwise_convs_grow_with_their_input_and_grouped_ones_block_widening()
     assert "stem" not in {dict(m.args)["node"] for m in moves(mnet, ["widen"])}
     with pytest.raises(MorphismError, match="'dil' is a grouped conv"):
         widen(mnet, "stem")
+
+
+def test_a_flattened_map_widens_its_classifier_in_blocks():
+    model, x = make("vgg11_flat")
+    net = from_module(model, x)
+    g = net.graph
+    last = "features_25"
+    assert g.nodes["view"]["kind"] == "flatten" and net.shapes["view"] == (64,)  # x.view(x.size(0), -1)
+    assert g.nodes[last]["kind"] == "conv" and last in {dict(m.args)["node"] for m in moves(net, ["widen"])}
+    child = widen(net, last, 1.5, seed=2).eval()
+    assert child.shapes[last][0] == 24 and child.layers.classifier_0.in_features == 24 * 4
+    w_old, w_new = net.layers.classifier_0.weight, child.layers.classifier_0.weight
+    assert torch.equal(w_new[:, :64], w_old) and not w_new[:, 64:].any()  # the new channels' 4-column blocks: 0
+    assert rel_err(child(x), model(x)) <= RTOL32
 
 
 def test_deepen_is_offered_only_where_its_relu_is_the_identity():
@@ -459,9 +484,6 @@ UNSUPPORTED = {
     "hand-written attention": (Attention, ["forward: Tensor.flatten(start_dim=2, end_dim=-1) is not supported"]),
     "control flow": (lambda: Wrap(lambda s, x: s.block(x), block=Branchy()),
                      ["block: data-dependent control flow"]),
-    "flatten of a larger map": (lambda: Wrap(lambda s, x: s.fc(torch.flatten(s.pool(x), 1)), pool=nn.MaxPool2d(4),
-                                             fc=nn.Linear(6, 2)),
-                                ["forward: torch.flatten of a 3x1x2 map is not supported"]),
     "adaptive pool to 7x7, as torchvision's VGG": (
         lambda: Wrap(lambda s, x: s.pool(x).flatten(1), pool=nn.AdaptiveAvgPool2d((7, 7))),
         ["pool: AdaptiveAvgPool2d((7, 7)) of a 6x8 map is not supported"]),

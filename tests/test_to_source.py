@@ -41,8 +41,8 @@ def every_kind_net() -> Network:
     v = add_layer(g, "global_pool", [cat])
     v = add_layer(g, "bn", [add_layer(g, "linear", [v], out_features=6)])
     add_layer(g, "output", [add_layer(g, "linear", [v], out_features=4)], name="output")
-    add_layer(g, "aux_output", [add_layer(g, "linear", [add_layer(g, "global_pool", [r])], out_features=4)],
-              name="aux")
+    flat = add_layer(g, "flatten", [add_layer(g, "maxpool", [r], kernel_size=4)])  # 8x2x3 -> 48
+    add_layer(g, "aux_output", [add_layer(g, "linear", [flat], out_features=4)], name="aux")
     torch.manual_seed(0)
     net = scramble(Network(g)).eval()
     with torch.no_grad():
