@@ -8,9 +8,10 @@ drawn from the edit's seeded generator),
 and every learned layer that reads a member gets zero weights for the new channels, so the
 function is unchanged. A concat that reads a member grows too, at an offset, and spreads on.
 A flatten passes channel c on as features c*H*W .. c*H*W + H*W - 1, so a linear reading it
-grows zero columns in blocks. A depthwise conv (groups = in = out channels, MobileNet's) is tied like a BN: each output
-channel reads only its own input channel, so it grows with its input, new channels getting new
-random filters, and whatever reads it gets zero weights for them.
+grows zero columns in blocks. A depthwise conv (groups = in = out channels, MobileNet's) is
+tied like a BN: each output channel reads only its own input channel, so it grows with its
+input, new channels getting new random filters, and whatever reads it gets zero weights for
+them.
 
 A layout is (old_pos, new_count): where each old channel sits among the new ones.
 """
