@@ -147,7 +147,7 @@ def to_source(net: Network, class_name: str = "Net") -> str:
         lines += ["", inspect.getsource(_HELPERS[h]).rstrip(), ""]
     lines += ["", f"class {class_name}(nn.Module):", "    def __init__(self):", "        super().__init__()",
               "        self.layers = nn.ModuleDict({"]
-    lines += [f"            {n!r}: {c}," for n, c in ctors.items()]
+    lines += [f'            "{n}": {c},' for n, c in ctors.items()]  # node names are identifiers
     lines += ["        })", ""]
     lines += _body("forward(self, x)", [n for n in order if n in needed], g, var, calls, f"return {var[_input(g, output)]}")
     if aux:
@@ -166,7 +166,7 @@ def write_source(net: Network, path, class_name: str = "Net") -> Path:
 
 
 def _module_ref(n: str) -> str:
-    return f"self.layers[{n!r}]" if n in _MODULE_DICT_ATTRS or keyword.iskeyword(n) else f"self.layers.{n}"
+    return f'self.layers["{n}"]' if n in _MODULE_DICT_ATTRS or keyword.iskeyword(n) else f"self.layers.{n}"
 
 
 def _input(g, n: str) -> str:
