@@ -147,6 +147,8 @@ def batch_stats(parent: Network, x: torch.Tensor, node: str):
             # drop path is noise on top of the function, and it draws from the global generator:
             # calibrate on the noiseless function, so the stats are a pure function of the batch
             m.drop_prob = 0.0
+        elif isinstance(m, nn.modules.dropout._DropoutNd):
+            m.eval()  # the same for an imported network's dropout
     with torch.no_grad():
         a = probe.activations(x, [node])[node].to(torch.float64)
     dims = (0, 2, 3) if a.dim() == 4 else (0,)

@@ -333,6 +333,25 @@ def test_random_morphism_sequences_preserve_the_function(name):
         assert rel_err(child.eval()(x), y) <= RTOL32, (seed, [str(m) for m in applied])
 
 
+def test_calibrated_moves_leave_the_global_generator_alone_and_match_in_train_mode():
+    """Calibration runs the parent in train mode on the batch: its dropout must stay off there,
+    as drop path does (noise, and a draw from torch's global generator)."""
+    model, _ = make("vgg11")
+    x = torch.randn(8, 3, *SIZE, generator=torch.Generator().manual_seed(3))
+    net = from_module(model, x)
+    before = torch.get_rng_state()
+    child, applied = random_morphisms(net, 6, rng=1, calibrate=x, kinds=("deepen", "insert_bn"))
+    assert torch.equal(torch.get_rng_state(), before) and applied
+    assert rel_err(child.eval()(x), net(x)) <= RTOL32
+    net.train(), child.train()
+    torch.manual_seed(0)
+    want = net(x)
+    torch.manual_seed(0)
+    got = child(x)
+    # train-mode BN divides by the batch std, so small variances amplify rounding (test_morphisms)
+    assert rel_err(got, want) <= 1e-4, [str(m) for m in applied]
+
+
 def test_depthwise_convs_grow_with_their_input_and_grouped_ones_block_widening():
     model, x = make("mobilenet_v2")
     net = from_module(model, x)
