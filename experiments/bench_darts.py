@@ -21,7 +21,9 @@ fresh supernet from seed 0 and one untimed warm-up step; then --rounds rounds ea
 steps of every setup in turn; a setup's figure is its median over the rounds. Interleaving makes
 the ratios robust to a machine whose load changes during the run.
 
-Memory: on CUDA the peak allocated by torch during a setup's timed steps. On CPU each setup runs
+Memory: each setup measured alone. On CUDA, after the timing (every other setup freed), the setup
+is built again, runs its warm-up step and one step, and reports the peak torch allocated
+(`cuda_memory`; `+MB` the step's own share). On CPU each setup runs
 once more in a fresh process of its own (warm-up step and one step) and reports its peak resident
 set (VmHWM of /proc/self/status; glibc's mmap threshold fixed, see memory_probe): `peak MB` is the whole process, `+MB` its growth over the process
 with the model and data built, before the first step (the step's own working memory).
@@ -31,6 +33,7 @@ The last line printed is one JSON object with every figure and the plain/fast ra
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -143,6 +146,27 @@ def memory_probe(name: str, size, threads) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def cuda_memory(name: str, size, device) -> dict:
+    """GPU memory of one setup alone (the others freed): built, its warm-up step, then one step.
+    peak_mb: what torch had allocated at the step's peak (model, optimizer state, batches and the
+    step's tensors); growth_mb: the step's own working memory above what was allocated before it;
+    base_mb: what was still allocated before the setup was built (should be about 0)."""
+    gc.collect()
+    sync(device)
+    base = torch.cuda.memory_allocated(device)
+    setup = Setup(name, size, 1, device)
+    setup.step(*setup.warm)  # momentum buffers and the like exist from here on, as in the timed steps
+    sync(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    setup.step(*setup.data[0])
+    sync(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    del setup
+    gc.collect()
+    return {"peak_mb": (peak - base) / 2**20, "growth_mb": (peak - before) / 2**20, "base_mb": base / 2**20}
+
+
 def probe(name: str, size) -> None:
     device = torch.device("cpu")
     setup = Setup(name, size, 1, device)
@@ -163,16 +187,10 @@ def bench_size(names, size, steps: int, rounds: int, device, threads) -> dict:
     times = {n: [] for n in names}
     for _ in range(rounds):
         for n in names:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
             times[n].append(setups[n].timed(device))
-            if device.type == "cuda":
-                peak = torch.cuda.max_memory_allocated(device) / 2**20
-                mem[n]["peak_mb"] = max(mem[n].get("peak_mb", 0.0), peak)
-    del setups
-    if device.type != "cuda":
-        for n in names:
-            mem[n] = memory_probe(n, size, threads)
+    del setups  # every setup's memory is measured with nothing else alive
+    for n in names:
+        mem[n] = cuda_memory(n, size, device) if device.type == "cuda" else memory_probe(n, size, threads)
     s = {n: statistics.median(t) for n, t in times.items()}
     out = {"s_per_step": s, "memory": mem}
     ratios = {}
