@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .conv import Conv2d
 from .errors import GraphError
 
 Shape = tuple
@@ -178,8 +179,8 @@ def _conv_infer(a, s):
 
 
 def _conv_build(a, s):
-    return nn.Conv2d(s[0][0], a["out_channels"], a["kernel_size"], a["stride"], conv_padding(a),
-                     a["dilation"], a["groups"], bias=a["bias"])
+    return Conv2d(s[0][0], a["out_channels"], a["kernel_size"], a["stride"], conv_padding(a),
+                  a["dilation"], a["groups"], bias=a["bias"])
 
 
 def _pool_infer(kind):

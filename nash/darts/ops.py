@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from morphisms.conv import Conv2d
+
 
 class ReLUConvBN(nn.Sequential):
     """ReLU -> conv -> BN: the cells' 1x1 preprocessing (and the NAS-Bench-201 convs)."""
@@ -25,7 +27,7 @@ class ReLUConvBN(nn.Sequential):
     def __init__(self, c_in, c_out, kernel_size, stride, padding, affine=True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False),
+            Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
@@ -36,9 +38,9 @@ class DilConv(nn.Sequential):
     def __init__(self, c_in, c_out, kernel_size, stride, padding, dilation, affine=True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel_size, stride=stride, padding=padding, dilation=dilation,
+            Conv2d(c_in, c_in, kernel_size, stride=stride, padding=padding, dilation=dilation,
                       groups=c_in, bias=False),
-            nn.Conv2d(c_in, c_out, 1, bias=False),
+            Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
@@ -51,12 +53,12 @@ class SepConv(nn.Sequential):
     def __init__(self, c_in, c_out, kernel_size, stride, padding, affine=True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel_size, stride=stride, padding=padding, groups=c_in, bias=False),
-            nn.Conv2d(c_in, c_in, 1, bias=False),
+            Conv2d(c_in, c_in, kernel_size, stride=stride, padding=padding, groups=c_in, bias=False),
+            Conv2d(c_in, c_in, 1, bias=False),
             nn.BatchNorm2d(c_in, affine=affine),
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel_size, stride=1, padding=padding, groups=c_in, bias=False),
-            nn.Conv2d(c_in, c_out, 1, bias=False),
+            Conv2d(c_in, c_in, kernel_size, stride=1, padding=padding, groups=c_in, bias=False),
+            Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
@@ -84,8 +86,8 @@ class FactorizedReduce(nn.Module):
         if c_out % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x):
@@ -125,7 +127,7 @@ class ResNetBasicBlock(nn.Module):
         self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1)
         self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1)
         self.downsample = nn.Sequential(nn.AvgPool2d(2, stride=2, padding=0),
-                                        nn.Conv2d(c_in, c_out, 1, bias=False))
+                                        Conv2d(c_in, c_out, 1, bias=False))
 
     def forward(self, x):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
