@@ -15,6 +15,9 @@ QUICK = ["--steps", "3", "--n-neigh", "3", "--n-nm", "2", "--epoch-neigh", "3", 
          "--device", "cpu"]  # same seed, same climb: on the CPU (CUDA kernels are not deterministic)
 
 
+QUICK_FLOOR = 0.4  # see test_climb_writes_a_complete_run_directory
+
+
 def comparable(events):
     """Events without wall-clock fields, which legitimately differ between runs."""
     return [{k: v for k, v in e.items() if k not in ("time", "seconds", "elapsed")} for e in events]
@@ -36,19 +39,26 @@ def test_climb_writes_a_complete_run_directory(tmp_path):
     res = json.loads((out / "results.json").read_text())
     for key in ("start", "final"):
         assert set(res[key]) == {"val_acc", "test_acc", "params"}
-        assert 0.0 <= res[key]["val_acc"] <= 1.0 and 0.0 <= res[key]["test_acc"] <= 1.0
     assert res["steps"] == 3 and res["seconds"] > 0
-    assert res["final"]["test_acc"] > 0.3  # ten classes: chance is 0.1
+    # ten classes, chance 0.1; QUICK measured 0.52 here (0.42-0.68 over seeds 1, 2, 5, both
+    # schedules): half of that fails
+    assert res["final"]["test_acc"] > QUICK_FLOOR
     events = [json.loads(l) for l in (out / "events.jsonl").read_text().splitlines()]
     children = [e for e in events if e["event"] == "child"]
     assert len(children) == 3 * 3  # n_neigh candidates per step, the parent among them
     assert sum(e["is_parent"] for e in children) == 3
     assert all(len(e["morphisms"]) == 2 for e in children if not e["is_parent"])
     steps = [e for e in events if e["event"] == "step"]
-    # a step never goes downhill: its best is at least the parent's validation accuracy
-    for s in steps:
-        parent = next(c for c in children if c["step"] == s["step"] and c["is_parent"])
-        assert s["val_acc"] >= parent["val_acc"]
+    # each step keeps its best candidate (validation accuracy, then loss, then the earlier one),
+    # the next step grows from it, and the final training trains the last one
+    for k, s in enumerate(steps):
+        kids = [c for c in children if c["step"] == s["step"]]
+        best = min(kids, key=lambda c: (-c["val_acc"], c["val_loss"], c["child"]))
+        assert (s["best_child"], s["val_acc"], s["params"]) == (best["child"], best["val_acc"], best["params"])
+        if k + 1 < len(steps):
+            parent = next(c for c in children if c["step"] == s["step"] + 1 and c["is_parent"])
+            assert parent["params"] == s["params"] and parent["morphisms"] == []
+    assert res["final"]["params"] == steps[-1]["params"]
     # the same seed gives the same climb
     out2 = tmp_path / "again"
     assert CliRunner().invoke(main, ["climb", *QUICK, "--schedule", "paper", "--out", str(out2)]).exit_code == 0
@@ -80,19 +90,25 @@ def test_sigkill_mid_step_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert p.wait(timeout=300) == 0, p.stderr.read()
     p = nash("climb", *SLOWER, "--out", str(killed))
     events = killed / "events.jsonl"
+    # whole lines only: the climb may be writing the last one
+    read = lambda d: [json.loads(l) for l in (d / "events.jsonl").read_text().split("\n")[:-1]]
+    in_step_2 = lambda evs: [(e["event"], e["step"]) for e in evs if e["event"] in ("child", "step")
+                             and e["step"] == 2][:1] == [("child", 2)]
     deadline = time.time() + 300
-    while time.time() < deadline:  # wait until step 2 is under way: its first candidate is done
-        if events.exists() and any('"step": 2' in l and '"child"' in l for l in events.read_text().splitlines()):
-            break
-        time.sleep(0.05)
+    # kill once step 2 is under way: its first rung reported, its later rungs (>= 1 s) to come
+    while not (events.exists() and in_step_2(read(killed))):
+        assert p.poll() is None and time.time() < deadline, "the climb never reached step 2"
+        time.sleep(0.01)
     p.send_signal(signal.SIGKILL)
     p.wait()
+    evs = read(killed)
+    assert in_step_2(evs) and not any(e["event"] == "step" and e["step"] == 2 for e in evs), \
+        "the kill landed after step 2"
     assert not (killed / "results.json").exists()
     r = nash("climb", "--resume", str(killed))
     out, err = r.communicate(timeout=300)
     assert r.returncode == 0, err
     assert "resuming after step 1" in err
-    read = lambda d: [json.loads(l) for l in (d / "events.jsonl").read_text().splitlines()]
     assert comparable(read(killed)) == comparable(read(whole))
     a, b = (json.loads((d / "results.json").read_text()) for d in (whole, killed))
     assert a["final"] == b["final"] and a["history"] == b["history"]
@@ -166,7 +182,7 @@ def test_export_onnx_and_train_a_saved_network(tmp_path):
                                   "--out", str(tmp_path / "trained"), "--quiet"])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "trained" / "results.json").read_text())
-    assert res["final"]["test_acc"] > 0.3  # ten classes: chance is 0.1
+    assert res["final"]["test_acc"] > 0.6  # ten classes, chance 0.1; measured 0.82: half of that fails
     assert Network.load(tmp_path / "trained" / "best").to_json() == net.to_json()
 
 
@@ -220,4 +236,5 @@ def test_budget_schedule_halves_each_step_and_trains_one_cycle(tmp_path):
     for (a0, a1), (b0, b1) in zip(slices, slices[1:]):
         assert a1 == pytest.approx(b0, abs=1e-6)
     res = json.loads((out / "results.json").read_text())
-    assert res["schedule"] == "budget" and res["steps"] == 2 and res["final"]["test_acc"] > 0.3
+    assert res["schedule"] == "budget" and res["steps"] == 2
+    assert res["final"]["test_acc"] > QUICK_FLOOR  # measured 0.55 here (seed 5)
