@@ -94,4 +94,18 @@ def test_cli_exports_pt2_by_default_and_replaces_atomically(tmp_path):
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "net").iterdir()) == ["graph.json", "model.pt2", "weights.pt"]
     x = torch.randn(2, 1, 8, 8)
+    # the same net, the same exporter, the same kernels: bitwise
     assert torch.equal(torch.export.load(str(target)).module()(x), first.module()(x))
+    # an export that fails halfway through its write leaves the old file as it was, and no temp
+    before = target.read_bytes()
+
+    def half_then_fail(program, f, *args, **kw):
+        with open(f, "wb") as out:
+            out.write(before[: len(before) // 2])
+        raise OSError(28, "No space left on device")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(torch.export, "save", half_then_fail)
+        r = CliRunner().invoke(main, ["export", str(tmp_path / "net"), "--format", "pt2"])
+    assert r.exit_code != 0
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "net").iterdir()) == ["graph.json", "model.pt2", "weights.pt"]
