@@ -3,8 +3,8 @@
 # DARTS search, the fast supernet against the plain one, morphisms preserving the function in
 # fp32 and bf16, networks saved on one device and loaded on another, the draws and decisions kept
 # on the GPU), then the three benchmarks at CIFAR size, each memory figure of bench_darts measured
-# with its setup alone on the GPU. Every step runs under `timeout`; the limits add up to 240 s
-# (265 s with the 5 s each may take to stop).
+# with its setup alone on the GPU. Every step runs under `timeout`; the limits add up to 250 s
+# (275 s with the 5 s each may take to stop).
 # Each benchmark's last line is a JSON object; all output goes to stdout and to $OUT (default:
 # ./device-check) for a closing note to quote.
 #
@@ -31,9 +31,9 @@ step() {  # step NAME SECONDS COMMAND...: run under a time limit, keep its outpu
     [ "$rc" -eq 0 ] || status=1
 }
 # only the cuda tests' module: `-m cuda tests/` would import every test module and its dev dependencies
-step tests 75 python -m pytest -q -p no:cacheprovider tests/test_cuda.py
+step tests 90 python -m pytest -q -p no:cacheprovider tests/test_cuda.py
 step bench_darts 40 python experiments/bench_darts.py --device cuda --sizes paper --steps 5 --rounds 2
-step bench_train 65 python experiments/bench_train.py --device cuda --data random32 --epochs 2 --rounds 2 \
+step bench_train 60 python experiments/bench_train.py --device cuda --data random32 --epochs 2 --rounds 2 \
     --profile-steps 10
 step bench_climb 40 python experiments/bench_climb.py --device cuda --data random32 --subset 5000 --steps 1 \
     --epoch-neigh 5

@@ -4,15 +4,13 @@ computations choose what the host did, a loaded network lives where map_location
 run's device reaches Ray's tasks. tests/test_cuda.py holds what only a GPU can show."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 import torch.fx
 
 from morphisms import Network, random_morphisms, start_net
-from nash.data import Augment, augment_batch, iterate_batches, load_dataset, make_generator, mixup
+from nash.data import Augment, iterate_batches, load_dataset, make_generator, mixup
 
 
 @pytest.fixture(scope="module")
