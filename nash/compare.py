@@ -82,6 +82,7 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
     for m in overrides:
         if m != "*":
             searcher(m)
+    configs = _configs(methods, seeds, common, overrides)  # every run's config checked before anything is written
     setup = {"methods": methods, "seeds": seeds, "common": common, "overrides": overrides}
     if (out / CONFIG).exists():
         old = RunDir(out).read_json(CONFIG)
@@ -99,17 +100,9 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
             if (path / "results.json").exists():
                 runs[(m, seed)] = RunDir(path).read_json("results.json")
                 continue
-            cls = SEARCHERS[m].config
-            fields = {f.name for f in dataclasses.fields(cls)}
-            kw = {**common, "seed": seed, **{k: v for k, v in overrides.get("*", {}).items() if k in fields}}
-            for k, v in overrides.get(m, {}).items():
-                if k not in fields:
-                    raise OptionError(f"--set {m}.{k}: {m} has no field {k!r}")
-                kw[k] = v
-            kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
             resume = (path / "config.json").exists()
             where = path if executor is None or executor.name == "local" else path.resolve()  # a worker's cwd differs
-            todo.append((m, seed, (m, str(where), None if resume else SEARCHERS[m].make(**kw), quiet)))
+            todo.append((m, seed, (m, str(where), None if resume else configs[(m, seed)], quiet)))
 
     def done(i, res):
         m, seed, _ = todo[i]
@@ -126,6 +119,36 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
                                              "runs": {f"{m}-seed{s}": r for (m, s), r in runs.items()}})
     plot_curves(methods, seeds, runs, out / "compare.png", common.get("budget"))
     return table
+
+
+def _configs(methods, seeds, common, overrides) -> dict:
+    """(method, seed) -> the run's config: every field given by `--set` converted to its type and
+    every config checked against the data (loaded once) and the device, so that a bad setting
+    fails in one line before the comparison writes anything."""
+    from .search import SEARCHERS, load_data
+    from .search.contract import coerce_field, pick_device
+    pick_device(common.get("device") or "auto")
+    configs = {}
+    for seed in range(seeds):
+        for m in methods:
+            cls = SEARCHERS[m].config
+            fields = {f.name for f in dataclasses.fields(cls)}
+            kw = {**common, "seed": seed}
+            kw.update({k: coerce_field(cls, k, v, f"--set {k}") for k, v in overrides.get("*", {}).items()
+                       if k in fields})
+            for k, v in overrides.get(m, {}).items():
+                if k not in fields:
+                    raise OptionError(f"--set {m}.{k}: {m} has no field {k!r}")
+                kw[k] = coerce_field(cls, k, v, f"--set {m}.{k}")
+            configs[(m, seed)] = SEARCHERS[m].make(**kw)
+    unknown = [k for k in overrides.get("*", {})
+               if not any(k in {f.name for f in dataclasses.fields(SEARCHERS[m].config)} for m in methods)]
+    if unknown:
+        raise OptionError(f"--set {unknown[0]}: none of the methods ({', '.join(methods)}) has a field {unknown[0]!r}")
+    data = load_data(configs[(methods[0], 0)])
+    for cfg in configs.values():
+        cfg.check_data(data)
+    return configs
 
 
 def summarise(methods, seeds, runs) -> list[dict]:

@@ -35,6 +35,24 @@ CASES = {
     "invalid graph for export": (["export", "{dir}"], broken_network, ["graph.json", "not valid JSON"]),
     "bad genotype": (["train-genotype", "Genotype(normal=[('bogus', 0)])"], None, ["'bogus'", "unknown op"]),
     "unknown option": (["climb", "--bogus"], None, ["--bogus"]),
+    # found once the data is loaded, still before a run directory exists
+    "cutout larger than the images": (["climb", "--cutout", "16"], None, ["cutout 16", "8x8"]),
+    "missing start network": (["climb", "--start", "/nonexistent/net"], None, ["/nonexistent/net"]),
+    "start network that is not one": (["climb", "--start", "{dir}"], broken_network, ["graph.json"]),
+    "no validation split to select on": (["climb", "--val-fraction", "0"], None, ["val_fraction 0", "validation"]),
+    "random search without a validation split": (["compare", "--budget", "1m", "--methods", "random,none",
+                                                  "--val-fraction", "0"], None, ["validation"]),
+    "device that is not here": (["climb", "--device", "cuda:7"], None, ["cuda:7"]),
+    "unknown device": (["darts", "--device", "tpu9"], None, ["tpu9"]),
+    # nash compare checks every run's config before it writes compare-config.json
+    "compare: a field a method lacks": (["compare", "--budget", "1m", "--set", "darts.nofield=1"], None,
+                                        ["darts.nofield", "no field"]),
+    "compare: a field no method has": (["compare", "--budget", "1m", "--set", "nofield=1"], None, ["nofield"]),
+    "compare: a value of the wrong type": (["compare", "--budget", "1m", "--set", "n_neigh=abc"], None,
+                                           ["n_neigh", "int", "'abc'"]),
+    "compare: a device that is not here": (["compare", "--budget", "1m", "--device", "cuda:7"], None, ["cuda:7"]),
+    "compare: cutout larger than the images": (["compare", "--budget", "1m", "--methods", "nash",
+                                                "--set", "cutout=16"], None, ["cutout 16"]),
 }
 
 

@@ -83,11 +83,13 @@ def run_searcher(name: str, cfg: SearchConfig | None = None, out=None, resume=No
     from ..progress import Reporter
     started = time.time() if started is None else started
     if resume is None:
-        data = data or load_data(cfg)  # a data error leaves no run directory behind
+        data = data or load_data(cfg)  # a data error leaves no run directory behind,
+        cfg.check_data(data)  # nor does a config that does not fit the data
         run, cfg = open_run(name, cfg, out=out)
     else:
         run, cfg = open_run(name, resume=resume, changes=changes)
         data = data or load_data(cfg)
+        cfg.check_data(data)
     spent = run.start_clock(started)
     deadline = deadline_for(cfg.budget, started, spent)
     rep = reporter or Reporter(quiet=True)

@@ -33,7 +33,7 @@ from ..report import write_climb_report
 from ..rundir import RunDir
 from ..train import evaluate
 from . import plan
-from .contract import StartNetConfig, time_left, timed_epochs, write_results
+from .contract import StartNetConfig, load_start_network, time_left, timed_epochs, write_results
 from .executors import ChildOrigin, LocalExecutor, TrainJob, TrainOutcome, TrainSettings, train_candidate
 
 SCHEDULES = ("budget", "paper")
@@ -51,6 +51,8 @@ class ClimbConfig(StartNetConfig):
     steps: int | None = None  # None: 5 (the paper's 12-hour run) without a budget, else planned
     search_share: float = 0.2  # `budget` schedule: share of the budget for candidates that lose
     max_growth: float | None = 2.0  # `budget` schedule: a child costs at most this times its parent
+
+    SELECTS_ON_VALIDATION = True
 
     def validate(self) -> None:
         super().validate()
@@ -92,11 +94,7 @@ def make_start_net(cfg, data: DataSplits) -> Network:
     """The NASH start net, its init drawn from the run's seed (torch's global generator is left
     as it was), or the saved network of `cfg.start`."""
     if cfg.start:
-        net = Network.load(cfg.start)
-        if net.input_shape != (data.in_channels, *data.image_size) or net.num_classes != data.num_classes:
-            raise OptionError(f"--start {cfg.start}: network takes {net.input_shape} -> {net.num_classes} classes, "
-                              f"the data is {(data.in_channels, *data.image_size)} -> {data.num_classes}")
-        return net
+        return load_start_network(cfg.start, data)
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(cfg.seed)  # CPU only: torch.manual_seed would reseed CUDA
         return start_net(data.in_channels, data.num_classes, cfg.widths, data.image_size)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import typing
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -45,6 +46,9 @@ class SearchConfig:
 
     # Fields a resumed run may take anew from the command line; all others must match.
     RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("budget", "device")
+    # Whether the searcher picks among networks by validation accuracy (it then needs a
+    # validation split: without one every candidate would score 0.0 and the pick be arbitrary).
+    SELECTS_ON_VALIDATION: ClassVar[bool] = False
 
     def __post_init__(self):
         self.validate()
@@ -57,6 +61,14 @@ class SearchConfig:
             raise OptionError(f"subset must be at least 1, got {self.subset}")
         if not 0 <= self.val_fraction < 1:
             raise OptionError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def check_data(self, data) -> None:
+        """Raise OptionError (one line) where this config does not fit the loaded data; run
+        before anything is written, so a refused command leaves no run directory behind."""
+        if self.SELECTS_ON_VALIDATION and len(data.val_y) == 0:
+            raise OptionError(f"val_fraction {self.val_fraction} leaves no validation images ({len(data.train_y)} "
+                              f"training images), and this searcher picks its networks by validation accuracy; "
+                              f"give a val_fraction above 0 (default 0.1)")
 
     def to_json(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -106,6 +118,50 @@ class StartNetConfig(SearchConfig):
             raise OptionError(f"learning rates must be positive (lr_start {self.lr_start}, lr_end {self.lr_end})")
         if not self.widths or any(int(w) < 1 for w in self.widths):
             raise OptionError(f"widths must be positive integers, got {self.widths}")
+
+    def check_data(self, data) -> None:
+        super().check_data(data)
+        h, w = data.image_size
+        if self.cutout > min(h, w):
+            raise OptionError(f"cutout {self.cutout} does not fit in the data's {h}x{w} images (at most {min(h, w)}, "
+                              f"or 0 for none)")
+        if self.start:
+            load_start_network(self.start, data)
+
+
+def load_start_network(path, data):
+    """The saved network at `path`, checked against the data's input shape and classes."""
+    from morphisms import Network
+    net = Network.load(path)
+    if net.input_shape != (data.in_channels, *data.image_size) or net.num_classes != data.num_classes:
+        raise OptionError(f"--start {path}: network takes {net.input_shape} -> {net.num_classes} classes, "
+                          f"the data is {(data.in_channels, *data.image_size)} -> {data.num_classes}")
+    return net
+
+
+def coerce_field(cls, name: str, value, label: str):
+    """`value` (as parsed from `--set`) as the type of config field `name` of `cls`, or an
+    OptionError naming the field and the type it takes. `label` names the option in the error."""
+    hint = typing.get_type_hints(cls)[name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    kinds = [a for a in args if a is not type(None)] if args and typing.get_origin(hint) not in (tuple, list) else [hint]
+    if value is None and optional:
+        return None
+    for kind in kinds:
+        kind = typing.get_origin(kind) or kind
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+        if kind in (tuple, list) and isinstance(value, (list, tuple)):
+            return tuple(value)
+    names = " or ".join(getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in kinds)
+    raise OptionError(f"{label}: {name} takes {names}{' or null' if optional else ''}, got {value!r}")
 
 
 def pick_device(name: str) -> torch.device:

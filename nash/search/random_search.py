@@ -40,6 +40,8 @@ class RandomConfig(StartNetConfig):
     epoch_final: int = 20
     search_share: float = 0.5  # with a budget: the share spent on candidates, before the winner's cycle
 
+    SELECTS_ON_VALIDATION = True
+
     def validate(self) -> None:
         super().validate()
         for name in ("n_neigh", "n_nm", "candidates", "epoch_neigh"):
