@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import pickle
 import warnings
 import zlib
@@ -37,6 +38,7 @@ __all__ = [
     "iterate_batches",
     "load_dataset",
     "make_generator",
+    "set_generator_state",
     "mixup",
 ]
 
@@ -504,6 +506,18 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     if device.type == "cpu":
         return torch.Generator().manual_seed(seed)
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def set_generator_state(generator: torch.Generator, state: torch.Tensor) -> None:
+    """generator.set_state(state) for a resumed run. A run resumed on another kind of device
+    (its checkpoint made on a CPU, resumed on a GPU, or the other way) saved another kind of
+    generator's state, which does not fit: the generator is then seeded from the saved state's
+    bytes, so the resumed run's draws are still a function of its checkpoint."""
+    try:
+        generator.set_state(state)
+    except RuntimeError:  # "RNG state is wrong size": a CPU generator's state is 5056 bytes, CUDA's 16
+        digest = hashlib.blake2b(state.cpu().contiguous().numpy().tobytes(), digest_size=8).digest()
+        generator.manual_seed(int.from_bytes(digest, "little") >> 1)
 
 
 def _random_device(generator: torch.Generator | None) -> torch.device:

@@ -74,6 +74,26 @@ def test_smoother_noise_on_the_cpu_is_the_old_stream():
     assert s.generator.device.type == "cpu"
 
 
+def test_a_run_resumed_on_another_device_type_continues_from_its_checkpoint():
+    """A DARTS checkpoint holds its generators' states; a resume may change the device, and a
+    CUDA generator's state (16 bytes) does not fit a CPU generator (5056) nor the other way."""
+    from nash.darts.smoothing import RandomSmoothing
+    from nash.data import set_generator_state
+    saved = torch.Generator().manual_seed(3)
+    g = torch.Generator()
+    set_generator_state(g, saved.get_state())
+    assert torch.equal(g.get_state(), saved.get_state())  # the same kind: restored exactly
+    cuda_state = torch.arange(16, dtype=torch.uint8)  # the shape of a CUDA (Philox) generator's state
+    a, b = torch.Generator(), torch.Generator()
+    set_generator_state(a, cuda_state)
+    set_generator_state(b, cuda_state.clone())
+    assert torch.equal(a.get_state(), b.get_state())  # reseeded from the state: a function of the checkpoint
+    assert not torch.equal(a.get_state(), torch.Generator().get_state())
+    s = RandomSmoothing(seed=0)
+    s.load_state_dict({"generator": cuda_state})
+    assert s.uniform(torch.zeros(3, 4), 0.1).shape == (3, 4)
+
+
 def test_the_device_beta_draw_is_a_beta_and_reproducible():
     from nash.data import _device_beta
     draws = torch.stack([_device_beta(1.0, g) for g in [torch.Generator().manual_seed(0)] for _ in range(2000)])

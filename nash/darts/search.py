@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nash.data import DataSplits, iterate_batches, make_generator
+from nash.data import DataSplits, iterate_batches, make_generator, set_generator_state
 from nash.errors import NashError
 from nash.rundir import RunDir, RunDirError, atomic_write_bytes
 from nash.train import evaluate, sgdr_train
@@ -355,7 +355,7 @@ def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> di
         strategy.load_state_dict(state["arch"])
         if "smooth" in state:
             smoother.load_state_dict(state["smooth"])
-        generator.set_state(state["rng"]["batches"])
+        set_generator_state(generator, state["rng"]["batches"])  # a resume may change the device
         torch.set_rng_state(state["rng"]["torch"])
         start, seconds = int(state["epoch"]), float(state["seconds"])
         epoch_seconds, val_acc = list(state["epoch_seconds"]), state.get("val_acc")

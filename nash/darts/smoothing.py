@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nash.data import make_generator
+from nash.data import make_generator, set_generator_state
 
 EPSILON_START = 0.03  # the authors' ramp start
 
@@ -66,7 +66,7 @@ class Smoother:
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        set_generator_state(self.generator, state["generator"])  # also across device types
 
 
 class NoSmoothing(Smoother):
