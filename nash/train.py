@@ -152,7 +152,7 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
                 scaler.update()
             step += 1
             images += xb.shape[0]
-            # accumulate on the device: no host sync per step
+            # accumulate on the device: no host sync per step (but the fp16 fallback's scaler)
             loss_sum += loss.detach() * xb.shape[0]
             correct += (out.detach().argmax(1) == yb).sum()
             seen += xb.shape[0]

@@ -244,7 +244,7 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
                                   iterate_batches(*a_half, bs, generator=generator, aug=aug, drop_last=drop_a)):
         loss, logits, info = search_step(supernet, strategy, w_optimizer, (xt, yt), (xv, yv), lr, cfg["grad_clip"],
                                          weights, perturb)
-        # accumulated on the device: no host sync per step
+        # accumulated on the device: no host sync per step (but NASP's one: which ops its weight step runs)
         loss_sum += loss.detach() * len(yt)
         correct += (logits.detach().argmax(1) == yt).sum()
         for key, value in info.items():
