@@ -8,22 +8,47 @@ from .rundir import RunDir, atomic_write_bytes
 
 
 def plot_climb(run: RunDir, path) -> None:
+    """Validation accuracy and parameters over steps: the lineage's best as a line, every
+    candidate's every rung as a point just left of its step (rungs spread left to right, so none
+    hides behind the line or the winner's point); integer step ticks; accuracy within [0, 1]."""
+    from matplotlib.ticker import MaxNLocator
     children = [e for e in run.events("child") if e.get("val_acc") is not None]
     start = run.events("start")
     steps = run.events("step")
     fig = figure((11, 4))
     ax1, ax2 = fig.subplots(1, 2)
-    if start:
-        ax1.scatter([0], [start[0]["val_acc"]], c="k", marker="s", label="start net")
-        ax2.scatter([0], [start[0]["params"]], c="k", marker="s")
-    ax1.scatter([c["step"] for c in children], [c["val_acc"] for c in children], s=12, alpha=0.5, label="candidates")
-    ax2.scatter([c["step"] for c in children], [c["params"] for c in children], s=12, alpha=0.5)
     xs = [0] + [s["step"] for s in steps]
-    ax1.plot(xs, ([start[0]["val_acc"]] if start else [None]) + [s["val_acc"] for s in steps], "r-o", label="best")
-    ax2.plot(xs, ([start[0]["params"]] if start else [None]) + [s["params"] for s in steps], "r-o")
+    ax1.plot(xs, ([start[0]["val_acc"]] if start else [None]) + [s["val_acc"] for s in steps], "r-o", zorder=1,
+             label="best")
+    ax2.plot(xs, ([start[0]["params"]] if start else [None]) + [s["params"] for s in steps], "r-o", zorder=1)
+    if start:
+        ax1.scatter([0], [start[0]["val_acc"]], c="k", marker="s", zorder=3, label="start net")
+        ax2.scatter([0], [start[0]["params"]], c="k", marker="s", zorder=3)
+    rungs = max((c.get("rung") or 0 for c in children), default=0) + 1
+    # left of the step's own point (the winner's, on the line), rung 1 farthest, the last rung nearest
+    offset = {r: -0.3 + 0.22 * r / max(1, rungs - 1) for r in range(rungs)}
+    cmap = fig.colormaps["viridis"] if hasattr(fig, "colormaps") else None
+    for r in range(rungs):
+        mine = [c for c in children if (c.get("rung") or 0) == r]
+        if not mine:
+            continue
+        color = None if cmap is None else cmap(r / max(1, rungs - 1))
+        label = "candidates" if rungs == 1 else f"candidates, rung {r + 1}"
+        ax1.scatter([c["step"] + offset[r] for c in mine], [c["val_acc"] for c in mine], s=14, alpha=0.8, zorder=2,
+                    color=color, edgecolors="none", label=label)
+        ax2.scatter([c["step"] + offset[r] for c in mine], [c["params"] for c in mine], s=14, alpha=0.8, zorder=2,
+                    color=color, edgecolors="none")
+    accs = [c["val_acc"] for c in children] + [s["val_acc"] for s in steps] + [e["val_acc"] for e in start]
+    if accs:
+        lo, hi = min(accs), max(accs)
+        pad = max(0.01, 0.05 * (hi - lo))
+        ax1.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(-0.5, max(xs) + 0.5)
     ax1.set(xlabel="step", ylabel="validation accuracy", title="validation accuracy over steps")
     ax2.set(xlabel="step", ylabel="parameters", title="parameters over steps", yscale="log")
-    ax1.legend(loc="lower right")
+    ax1.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     save_figure(fig, path)
 
