@@ -27,13 +27,25 @@ _MODULE_DICT_ATTRS = set(dir(nn.ModuleDict()))
 _RESERVED = {"self", "torch", "nn", "F", "x"}
 
 
+def _pair(v):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
+
+
 def _conv(a, ins, shapes):
     args = [str(shapes[0][0]), str(a["out_channels"]), f"kernel_size={a['kernel_size']!r}"]
+    # a strided 1x1 conv without padding as the 1x1 conv of the subsampled input, as
+    # morphisms.conv.Conv2d runs it (oneDNN's strided 1x1 weight gradient corrupts memory on
+    # AVX2-only CPUs); same function, same state dict
+    subsample = (_pair(a["kernel_size"]) == (1, 1) and _pair(a["stride"]) != (1, 1)
+                 and _pair(conv_padding(a)) == (0, 0))
     for key, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)):
         value = conv_padding(a) if key == "padding" else a[key]
-        if value != default:
+        if value != default and _pair(value) != _pair(default) and not (subsample and key in ("stride", "dilation")):
             args.append(f"{key}={value!r}")
     args.append(f"bias={bool(a['bias'])}")
+    if subsample:
+        sh, sw = _pair(a["stride"])
+        return f"nn.Conv2d({', '.join(args)})", f"{{m}}({{0}}[:, :, ::{sh}, ::{sw}])"
     return f"nn.Conv2d({', '.join(args)})", "{m}({0})"
 
 

@@ -123,6 +123,38 @@ def _run(name, cfg_kw: dict, out, resume, quiet, started, ctx=None, **kw):
                         **kw)
 
 
+def start_options(fn):
+    """Where a search starts: a saved nash network or the user's own PyTorch model."""
+    for option in reversed([
+        click.option("--start", type=click.Path(), default=None, help="Start from a saved network (e.g. "
+                     "RUN_DIR/best)."),
+        click.option("--start-module", default=None, metavar="FILE.py:FACTORY", help="Start from your own PyTorch "
+                     "model: FACTORY() in FILE.py returns the nn.Module (imported through torch.fx; a copy is kept "
+                     "in the run directory)."),
+        click.option("--start-weights", type=click.Path(), default=None, help="A state dict for --start-module's "
+                     "model (torch.save(model.state_dict(), W.pt))."),
+        click.option("--new-head", is_flag=True, help="A start network with another number of "
+                     "classes than the data gets a new linear classifier (else refused)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _take_start_module(kw: dict, resume=None) -> None:
+    """Replace --start-module/--start-weights in `kw` by the loaded nn.Module as `start`."""
+    from .search.start import load_module
+    spec, weights = kw.pop("start_module"), kw.pop("start_weights")
+    if weights is not None and spec is None:
+        raise OptionError("--start-weights needs --start-module (a saved nash network holds its own weights)")
+    if spec is None:
+        return
+    if kw.get("start") is not None:
+        raise OptionError("give --start or --start-module, not both")
+    if resume:
+        raise OptionError("--start-module with --resume: a resumed run starts from the copy in its run directory")
+    kw["start"] = load_module(spec, weights)
+
+
 def executor_options(fn):
     """--executor and the ray executor's options, alike for climb and compare."""
     for option in reversed([
@@ -189,7 +221,7 @@ def _print_results(results: dict, out_hint: str) -> None:
 @click.option("--widths", default="64,128,256", show_default=True, help="Start net conv widths.")
 @click.option("--cutout", type=int, default=0, show_default=True, help="Cutout square size (0: off).")
 @click.option("--mixup", type=float, default=0.0, show_default=True, help="Mixup alpha (0: off).")
-@click.option("--start", type=click.Path(), default=None, help="Start from a saved network (e.g. RUN_DIR/best).")
+@start_options
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/nash-<time>).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
 @click.option("--quiet", is_flag=True, help="Log lines instead of progress bars.")
@@ -200,6 +232,7 @@ def climb(ctx, out, resume, quiet, budget, widths, **kw):
     """Hill-climb with network morphisms (NASH), then train the winner."""
     started = time.time()
     kw.update(budget=_parse_budget(budget), widths=_parse_widths(widths))
+    _take_start_module(kw, resume)
     executor = _executor(kw, kw.get("device"))  # not part of the run's config: a resume may change it
     try:
         results = _run("nash", kw, out, resume, quiet, started, ctx, executor=executor)
@@ -277,7 +310,7 @@ def train_genotype_cmd(genotype, budget, out, quiet, **kw):
     """Train and evaluate a cell: a name (DARTS_V2) or the text "Genotype(normal=[...], ...)"."""
     from .darts import get_genotype
     from .progress import Reporter
-    from .search import DartsConfig, deadline_for, load_data
+    from .search import Budget, DartsConfig, load_data
     from .search.contract import write_results
     from .search.darts import train_and_report
 
@@ -289,7 +322,7 @@ def train_genotype_cmd(genotype, budget, out, quiet, **kw):
                         {"command": "train-genotype", "genotype": str(geno), "config": cfg.to_json()})
     run.start_clock(started)
     with Reporter(quiet) as rep:
-        final, details = train_and_report(run, geno, data, cfg, rep, deadline_for(cfg.budget, started))
+        final, details = train_and_report(run, geno, data, cfg, rep, Budget.for_run(cfg.budget, started))
     write_results(run, "train-genotype", final, **details)
     click.echo(f"val {final['val_acc']:.4f} test {final['test_acc']:.4f} ({final['params']:,} params); {run.path}")
 
@@ -303,6 +336,7 @@ def train_genotype_cmd(genotype, budget, out, quiet, **kw):
 @data_options
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
 @click.option("--widths", default=None, help="Start net conv widths for nash, random and none (default 64,128,256).")
+@start_options
 @click.option("--out", type=click.Path(), default=None, help="Comparison folder (default runs/compare-<time>); "
               "run again with the same --out to resume.")
 @click.option("--set", "sets", multiple=True, metavar="[METHOD.]FIELD=VALUE",
@@ -311,14 +345,23 @@ def train_genotype_cmd(genotype, budget, out, quiet, **kw):
 @executor_options
 @one_line_errors
 def compare(methods, seeds, budget, data, data_dir, subset, device, val_fraction, widths, out, sets, quiet, **ex):
-    """Every searcher under the same budget, data and split: a table, JSON and a plot."""
-    from .compare import parse_sets, run_compare
+    """Every searcher under the same budget, data and split: a table, JSON and a plot.
+
+    With --start or --start-module, nash and none start from the given network's weights and
+    random from fresh weights of its architecture; the DARTS family searches its own cell space."""
+    from .compare import ignoring_start, parse_sets, run_compare
     names = [m.strip() for m in methods.split(",") if m.strip()]
     common = dict(data=data, data_dir=data_dir, subset=subset, device=device, val_fraction=val_fraction,
                   budget=_parse_budget(budget))
     overrides = parse_sets(sets)
     if widths:
         overrides.setdefault("*", {})["widths"] = list(_parse_widths(widths))
+    start = {k: ex.pop(k) for k in ("start", "start_module", "start_weights", "new_head")}
+    _take_start_module(start)
+    if start["start"] is not None:
+        overrides.setdefault("*", {}).update(start=start["start"], new_head=start["new_head"])
+        for m in ignoring_start(names):
+            click.echo(f"nash: {m} searches its own cell space and does not use the start network", err=True)
     if seeds < 1:
         raise OptionError(f"--seeds must be at least 1, got {seeds}")
     executor = _executor(ex, device)  # ray: every run at once, each a Ray task with these resources
@@ -424,10 +467,11 @@ def show(run_dir):
 
 @main.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["pt2", "onnx", "torchscript"]), default="pt2", show_default=True,
-              help="pt2: torch.export (torch.export.load); onnx; torchscript (deprecated by torch).")
+@click.option("--format", "fmt", type=click.Choice(["pt2", "onnx", "torchscript", "python"]), default="pt2",
+              show_default=True, help="pt2: torch.export (torch.export.load); onnx; torchscript (deprecated by "
+              "torch); python: a plain nn.Module source file that loads the network's weights.pt, no nash needed.")
 @click.option("--out", type=click.Path(), default=None,
-              help="Output file (default RUN_DIR/model.pt2, model.onnx or model.ts).")
+              help="Output file (default RUN_DIR/model.pt2, model.onnx, model.ts or model.py).")
 @one_line_errors
 def export(run_dir, fmt, out):
     """Export a run's best network (or a saved network folder) as torch.export .pt2, ONNX or TorchScript."""
@@ -440,6 +484,9 @@ def export(run_dir, fmt, out):
     target = Path(out) if out else src / FORMATS[fmt]
     do_export(net, target, fmt)
     click.echo(f"wrote {target}")
+    if fmt == "python":
+        click.echo(f"load it: from {target.stem} import Net; model = Net(); "
+                   f"model.load_state_dict(torch.load('{net_dir / 'weights.pt'}'))")
 
 
 # ---------------------------------------------------------------------------------- demo

@@ -25,6 +25,7 @@ from .errors import OptionError
 from .rundir import RunDir, atomic_write_bytes, atomic_write_json
 
 CONFIG = "compare-config.json"
+SNAPSHOT = "start"  # the start network every run of the comparison begins from
 
 
 def _mean_std(xs):
@@ -61,7 +62,9 @@ def run_one(method: str, path: str, cfg, quiet: bool, device=None) -> dict:
     # (the ray executor retries a call whose worker was lost): go on from its checkpoint
     if cfg is None or (Path(path) / "config.json").exists():
         return run_searcher(method, resume=path, reporter=rep)
-    if device is not None and cfg.device == "auto":
+    # the device the executor placed the run on: a Ray GPU task sees only its own GPU (as cuda:0),
+    # so a --device of cuda:1 names a device the worker does not have
+    if device is not None:
         cfg = dataclasses.replace(cfg, device=str(device))
     return run_searcher(method, cfg, out=path, reporter=rep)
 
@@ -82,7 +85,11 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
     for m in overrides:
         if m != "*":
             searcher(m)
-    configs = _configs(methods, seeds, common, overrides)  # every run's config checked before anything is written
+    configs, start = _configs(methods, seeds, common, overrides)  # every config checked before anything is written
+    if start is not None:  # the start network is kept in the comparison folder; the runs start from that copy
+        snapshot = str((out / SNAPSHOT).resolve())
+        overrides = {**overrides, "*": {**overrides["*"], "start": snapshot, "new_head": False}}
+        configs = {k: dataclasses.replace(c, start=snapshot) if hasattr(c, "start") else c for k, c in configs.items()}
     setup = {"methods": methods, "seeds": seeds, "common": common, "overrides": overrides}
     if (out / CONFIG).exists():
         old = RunDir(out).read_json(CONFIG)
@@ -91,6 +98,8 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
     elif out.exists() and any(out.iterdir()):
         raise OptionError(f"{out} is not empty and holds no comparison; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    if start is not None and not (out / SNAPSHOT).exists():
+        start.save(out / SNAPSHOT)
     atomic_write_json(out / CONFIG, setup)
 
     runs, todo = {}, []
@@ -121,13 +130,28 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
     return table
 
 
-def _configs(methods, seeds, common, overrides) -> dict:
-    """(method, seed) -> the run's config: every field given by `--set` converted to its type and
-    every config checked against the data (loaded once) and the device, so that a bad setting
-    fails in one line before the comparison writes anything."""
+def ignoring_start(methods) -> list[str]:
+    """The methods that search a space of their own and so do not use a start network."""
+    from .search import SEARCHERS
+    return [m for m in methods if "start" not in {f.name for f in dataclasses.fields(SEARCHERS[m].config)}]
+
+
+def _configs(methods, seeds, common, overrides) -> tuple[dict, object]:
+    """((method, seed) -> the run's config, the start Network or None): every field given by
+    `--set` converted to its type and every config checked against the data (loaded once) and
+    the device, so that a bad setting fails in one line before the comparison writes anything.
+    A start network (a path, a Network or an nn.Module) is loaded or imported once; `nash` and
+    `none` start from its weights, `random` from fresh weights drawn from each candidate's seed."""
     from .search import SEARCHERS, load_data
     from .search.contract import coerce_field, pick_device
+    from .search.start import start_network
     pick_device(common.get("device") or "auto")
+    star = dict(overrides.get("*", {}))
+    given_start = star.pop("start", None)
+    new_head = bool(star.pop("new_head", False))
+    overrides = {**overrides, "*": star}
+    data = load_data(SEARCHERS[methods[0]].make(**common))
+    start = None if given_start is None else start_network(given_start, data, 0 if new_head else None)
     configs = {}
     for seed in range(seeds):
         for m in methods:
@@ -140,15 +164,16 @@ def _configs(methods, seeds, common, overrides) -> dict:
                 if k not in fields:
                     raise OptionError(f"--set {m}.{k}: {m} has no field {k!r}")
                 kw[k] = coerce_field(cls, k, v, f"--set {m}.{k}")
+            if start is not None and "start" in fields:
+                kw["start"] = start
             configs[(m, seed)] = SEARCHERS[m].make(**kw)
     unknown = [k for k in overrides.get("*", {})
                if not any(k in {f.name for f in dataclasses.fields(SEARCHERS[m].config)} for m in methods)]
     if unknown:
         raise OptionError(f"--set {unknown[0]}: none of the methods ({', '.join(methods)}) has a field {unknown[0]!r}")
-    data = load_data(configs[(methods[0], 0)])
     for cfg in configs.values():
         cfg.check_data(data)
-    return configs
+    return configs, start
 
 
 def summarise(methods, seeds, runs) -> list[dict]:

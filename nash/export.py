@@ -25,7 +25,7 @@ from morphisms import Network
 from .errors import NashError
 
 # format name -> the file name `nash export` writes in the run directory
-FORMATS = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.ts"}
+FORMATS = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.ts", "python": "model.py"}
 
 
 class ExportError(NashError, ValueError):
@@ -64,6 +64,10 @@ def export(net: Network, path, fmt: str) -> Path:
     if fmt == "pt2":
         program = torch.export.export(net, (example,), dynamic_shapes=_free_batch())
         return _atomic(path, lambda f: torch.export.save(program, f))
+    if fmt == "python":  # plain PyTorch source; its state dict is the network's (best/weights.pt loads into it)
+        from morphisms import to_source
+        source = to_source(net)
+        return _atomic(path, lambda f: Path(f).write_text(source))
     if fmt == "torchscript":
         def write(f):
             with torch.no_grad(), warnings.catch_warnings():

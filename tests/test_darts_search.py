@@ -12,6 +12,7 @@ from nash.darts import (DARTS_SPACE, FirstOrder, Genotype, SecondOrder, Supernet
 from nash.darts.search import SearchConfigError
 from nash.data import Augment, DataSplits, load_dataset
 from nash.rundir import RunDir, RunDirError
+from nash.search.budget import Budget
 
 
 def tiny(dtype=torch.float32, steps=4, seed=0, C=4, in_channels=3, classes=3):
@@ -230,18 +231,20 @@ def test_resumed_search_equals_uninterrupted_and_writes_its_outputs(tmp_path):
 
 
 def test_budget_stops_between_epochs_and_resume_checks_the_config(tmp_path):
-    cfg = dict(CFG, order=1, epochs=5, budget_seconds=1e-3)
+    cfg = dict(CFG, order=1, epochs=5)
     run = RunDir.create(tmp_path / "run", cfg)
-    summary = run_search(cfg, run, random_data())
+    summary = run_search(cfg, run, random_data(), budget=Budget.from_now(1e-3))
     assert summary["epochs_done"] == 1 and summary["stopped"] == "budget"  # the first epoch always runs
+    events = run.events("darts_epoch")
+    assert len(events) == 1 and events[0]["steps"] == 1  # and its first step
     with pytest.raises(RunDirError, match="channels=4, not 6"):
         run_search(dict(cfg, channels=6), RunDir.open(tmp_path / "run"), random_data())
-    # a longer budget continues the same run
-    more = run_search(dict(cfg, epochs=2, budget_seconds=None), RunDir.open(tmp_path / "run"), random_data())
+    # no budget continues the same run
+    more = run_search(dict(cfg, epochs=2), RunDir.open(tmp_path / "run"), random_data())
     assert more["epochs_done"] == 2 and more["stopped"] is None
 
 
-@pytest.mark.parametrize("bad", [dict(order=3), dict(epochs=0), dict(w_lr=-1), dict(budget_seconds=0),
+@pytest.mark.parametrize("bad", [dict(order=3), dict(epochs=0), dict(w_lr=-1), dict(layers=0),
                                  dict(selector="bogus")])
 def test_config_errors_are_one_line(bad):
     with pytest.raises(SearchConfigError) as e:

@@ -34,6 +34,14 @@ if fmt == "pt2":
     y = torch.export.load(model).module()(x)
 elif fmt == "torchscript":
     y = torch.jit.load(model)(x)
+elif fmt == "python":  # the written module, with the network's weights (a run's best/weights.pt)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("exported_model", model)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    m = module.Net()
+    m.load_state_dict(torch.load(model[:-len("model.py")] + "weights.pt", weights_only=True))
+    y = m.eval()(x)
 else:
     import onnxruntime
     y = torch.from_numpy(onnxruntime.InferenceSession(model).run(None, {"input": x.numpy()})[0])
@@ -67,6 +75,8 @@ def test_an_export_loads_without_nash_and_computes_the_same(tmp_path, fmt, make)
             pytest.skip("onnxruntime is not installed: the ONNX file passed onnx.checker, outputs not compared")
     x = torch.randn(3, *net.input_shape)  # a batch size other than the export's example (2)
     torch.save(x, tmp_path / "x.pt")
+    if fmt == "python":
+        torch.save(net.state_dict(), tmp_path / "weights.pt")
     r = subprocess.run([sys.executable, "-I", "-c", LOADER, fmt, str(path), str(tmp_path / "x.pt"),
                         str(tmp_path / "y.pt")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -21,6 +21,9 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
     diff = float(out.split("largest difference: ")[1].split()[0])
     assert diff < 1e-5
     assert "DARTS_V2: 3,349,342 parameters" in out
+    grown = float(out.split("imported and grown, largest difference: ")[1].split()[0])
+    assert grown < 1e-5
+    assert (tmp_path / "grown.py").is_file() and (tmp_path / "my_start" / "graph.json").is_file()
 
 
 def commands(script: str) -> list[str]:

@@ -31,9 +31,12 @@ order; calling run_search again on the same run directory continues with the nex
 ends with the same alphas as an uninterrupted run (on CPU, bit for bit). PT starts over from
 the search's end after an interruption; once done, its genotype is stored in the checkpoint.
 
-Budget (`budget_seconds`): an epoch starts only if it should end within the budget, and an
-epoch stops early at it. With the PT selector, `pt_share` of the budget is kept for PT, whose
-measurements come first and whose fine-tuning takes what is left.
+Budget (a `nash.search.budget.Budget`, the search's share of the run's): an epoch starts only
+if it should end before the deadline, and a step only if it should (from the mean step so far:
+one SDARTS-ADV step is ten forward-backward passes, and the first steps of a process are slower
+still, so a check after the step alone lets one step overrun by its whole length). The first
+step always runs. With the PT selector the first 1 - `pt_share` of the budget trains and the
+rest is PT's, whose measurements come first and whose fine-tuning takes what is left.
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ from torch import nn
 from nash.data import DataSplits, iterate_batches, make_generator, set_generator_state
 from nash.errors import NashError
 from nash.rundir import RunDir, RunDirError, atomic_write_bytes
+from nash.search.budget import Budget
 from nash.train import evaluate, sgdr_train
 
 from .architect import METHODS, strategy_for
@@ -65,7 +69,7 @@ from .supernet import NB201Supernet, Supernet
 DEFAULTS = dict(
     space="darts", method="darts", order=1, lam=1.0, smooth="none", epsilon=0.3,
     selector="argmax", pt_tune_epochs=5, pt_share=0.5, track_hessian=False,
-    epochs=50, budget_seconds=None,
+    epochs=50,
     channels=16, layers=None, steps=4, multiplier=4, batch_size=64, seed=0,
     w_lr=0.025, w_lr_min=0.001, momentum=0.9, wd=3e-4, grad_clip=5.0,
     arch_lr=3e-4, arch_wd=1e-3, augment=True,
@@ -73,7 +77,7 @@ DEFAULTS = dict(
 # cells of the search network when `layers` is None: DARTS 8 cells; NAS-Bench-201 5 per stage
 SPACE_LAYERS = {"darts": 8, "nb201": 5}
 # What a resumed run may change: how long it runs. Everything else must match the checkpoint.
-RESUME_MAY_CHANGE = ("epochs", "budget_seconds")
+RESUME_MAY_CHANGE = ("epochs",)
 EPOCH_EVENT = "darts_epoch"
 PT_EVENT = "darts_pt_decision"
 HESSIAN_ITERS = 20
@@ -105,8 +109,6 @@ def search_config(config: dict) -> dict:
     choice("method", METHODS)
     choice("smooth", SMOOTHERS)
     choice("selector", SELECTORS)
-    if cfg["budget_seconds"] is not None and not (_is_number(cfg["budget_seconds"]) and cfg["budget_seconds"] > 0):
-        raise SearchConfigError(f"budget_seconds must be positive, got {cfg['budget_seconds']!r}")
     if cfg["layers"] is None:
         cfg["layers"] = SPACE_LAYERS[cfg["space"]]
     for key in ("epochs", "channels", "layers", "steps", "multiplier", "batch_size"):
@@ -229,8 +231,9 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
                 perturb=None) -> dict:
     """One epoch of alternating steps; returns train loss/acc, the mean alpha-batch loss
     (`arch_loss`) and the mean of every other scalar the strategy (`arch_<name>`) and the
-    smoother (`<name>`) report. Past `deadline` (a time.time()) the epoch ends early, after
-    the step in flight."""
+    smoother (`<name>`) report. With a `deadline` (a time.time()) the epoch ends early where
+    the next step, as long as the mean step so far, would end past it (the first step always
+    runs); `cut` is then True (not in an epoch's event)."""
     supernet.train()
     for group in w_optimizer.param_groups:
         group["lr"] = lr
@@ -240,6 +243,7 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
     loss_sum = correct = 0.0
     sums: dict = {}
     seen = steps = 0
+    began, cut = time.time(), False
     for (xt, yt), (xv, yv) in zip(iterate_batches(*w_half, bs, generator=generator, aug=aug, drop_last=drop_w),
                                   iterate_batches(*a_half, bs, generator=generator, aug=aug, drop_last=drop_a)):
         loss, logits, info = search_step(supernet, strategy, w_optimizer, (xt, yt), (xv, yv), lr, cfg["grad_clip"],
@@ -251,10 +255,13 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
             sums[key] = sums.get(key, 0.0) + value.detach()
         seen += len(yt)
         steps += 1
-        if deadline is not None and time.time() > deadline:
+        if deadline is not None and time.time() + (time.time() - began) / steps > deadline:
+            cut = True
             break
     seen = max(seen, 1)
     stats = {"train_loss": float(loss_sum) / seen, "train_acc": float(correct) / seen, "steps": steps}
+    if cut:
+        stats["cut"] = True
     for key, total in sums.items():
         name = "arch_loss" if key == "val_loss" else key if key.startswith("adv_") else f"arch_{key}"
         stats[name] = float(total) / max(steps, 1)
@@ -320,9 +327,9 @@ def run_pt(supernet, strategy, cfg, w_half, a_half, generator, aug, perturb, run
                            tune=tune if cfg["pt_tune_epochs"] else None, record=record, deadline=deadline)
 
 
-def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> dict:
-    """Search (or resume the search in `run`); select; write genotype.json, genotype.txt,
-    alphas.png, diagnostics.png.
+def run_search(config: dict, run: RunDir, data: DataSplits, progress=None, budget: Budget | None = None) -> dict:
+    """Search (or resume the search in `run`) within `budget` (None: none); select; write
+    genotype.json, genotype.txt, alphas.png, diagnostics.png.
 
     progress(event: dict) is called after every epoch with that epoch's event fields.
     Returns {"genotype": text, "epochs_done", "epochs", "seconds", "stopped": None | "budget",
@@ -366,14 +373,13 @@ def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> di
                   w_half=len(w_half[0]), alpha_half=len(a_half[0]),
                   **{k: cfg[k] for k in ("space", "method", "order", "smooth", "selector")})
 
-    budget = cfg["budget_seconds"]
-    # with PT, pt_share of the budget is kept for it
-    search_budget = None if budget is None else budget * (1 - cfg["pt_share"] if cfg["selector"] == "pt" else 1)
+    budget = budget or Budget()
+    # with PT, the last pt_share of the budget is kept for it
+    training = budget.share(1 - cfg["pt_share"]) if cfg["selector"] == "pt" else budget
     stopped = None
     for epoch in range(start, cfg["epochs"]):
         # Start an epoch only if it should end within the budget (the first one always runs).
-        if budget is not None and epoch_seconds and \
-                seconds + sum(epoch_seconds) / len(epoch_seconds) > search_budget:
+        if epoch_seconds and training.left() < sum(epoch_seconds) / len(epoch_seconds):
             stopped = "budget"
             break
         t0 = time.time()
@@ -381,9 +387,9 @@ def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> di
         epsilon = epsilon_at(epoch, cfg["epochs"], cfg["epsilon"]) if smoothing else None
         perturb = partial(smoother.perturb, epsilon=epsilon) if smoothing else None
         # a budget also bounds the epoch itself: the first epoch of a big search may not fit
-        deadline = None if budget is None else t0 + (search_budget - seconds)
-        stats = train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug, deadline,
-                            perturb)
+        stats = train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug,
+                            training.deadline, perturb)
+        cut = stats.pop("cut", False)
         val_acc, val_loss = evaluate(_Evaluated(supernet, strategy.weight_step_weights(supernet),
                                                 strategy.skip_zero_ops), *val, batch_size=256,
                                   amp=False)  # fp32, as the search trains and PT measures
@@ -410,6 +416,9 @@ def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> di
         selection = None
         if progress is not None:
             progress(event)
+        if cut:
+            stopped = "budget"
+            break
 
     done = len(epoch_seconds)
     if selection is not None and selection.get("epoch") == done:
@@ -419,9 +428,9 @@ def run_search(config: dict, run: RunDir, data: DataSplits, progress=None) -> di
             # PT fine-tunes the supernet: what the checkpoint keeps is the search's end
             state = copy.deepcopy(state)
         smoothing_end = epsilon_at(max(done - 1, 0), cfg["epochs"], cfg["epsilon"]) if smoothing else None
-        pt_deadline = None if budget is None else time.time() + max(budget - seconds, 0.0)
         genotype = run_pt(supernet, strategy, cfg, w_half, a_half, generator, aug,
-                          partial(smoother.perturb, epsilon=smoothing_end) if smoothing else None, run, pt_deadline)
+                          partial(smoother.perturb, epsilon=smoothing_end) if smoothing else None, run,
+                          budget.deadline)
         if state is not None:
             state["selection"] = {"epoch": done, "genotype": str(genotype)}
             run.save_checkpoint(state)

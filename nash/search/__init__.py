@@ -2,23 +2,26 @@
 
     results = run_searcher("nash", ClimbConfig(budget=180), out="runs/x", reporter=rep)
 
-Every searcher is (config class, function(config, data, run, deadline, reporter, executor)):
-see contract.py for what each must write and return.
+Every searcher is (config class, function(config, data, run, budget, reporter, executor)):
+see contract.py for what each must write and return, budget.py for the clock it is given.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from ..data import load_dataset
 from ..errors import OptionError
 from ..rundir import RunDir, default_run_path
 from .climb import ClimbConfig, HillClimber, run_climb
-from .contract import SearchConfig, StartNetConfig, deadline_for, pick_device
+from .budget import Budget
+from .contract import SearchConfig, StartNetConfig, pick_device
 from .darts import DartsConfig, run_darts
 from .none import NoneConfig, run_none
 from .random_search import RandomConfig, run_random
+from .start import SNAPSHOT, resolve_start, with_snapshot
 
 
 @dataclass(frozen=True)
@@ -78,26 +81,33 @@ def open_run(name: str, cfg: SearchConfig | None = None, out=None, resume=None, 
 def run_searcher(name: str, cfg: SearchConfig | None = None, out=None, resume=None, reporter=None,
                  started: float | None = None, changes: dict | None = None, executor=None, data=None) -> dict:
     """Run (or resume) searcher `name`: load the data, open the run directory, start its clock,
-    compute the deadline in one place, call the searcher. `started` is when the user's command
+    make the run's Budget (once, here), call the searcher. `started` is when the user's command
     began (time.time()), the zero of the wall-clock budget."""
     from ..progress import Reporter
     started = time.time() if started is None else started
     if resume is None:
         data = data or load_data(cfg)  # a data error leaves no run directory behind,
-        cfg.check_data(data)  # nor does a config that does not fit the data
+        cfg, start = resolve_start(cfg, data)  # nor does a start network that cannot be used,
+        cfg.check_data(data)  # nor a config that does not fit the data
+        out = Path(out or default_run_path(name))
+        if start is not None:
+            cfg = with_snapshot(cfg, out)
         run, cfg = open_run(name, cfg, out=out)
+        if start is not None:
+            start.save(run.path / SNAPSHOT)
     else:
         run, cfg = open_run(name, resume=resume, changes=changes)
         data = data or load_data(cfg)
         cfg.check_data(data)
     spent = run.start_clock(started)
-    deadline = deadline_for(cfg.budget, started, spent)
+    budget = Budget.for_run(cfg.budget, started, spent)
     rep = reporter or Reporter(quiet=True)
     with rep:
         rep.log(f"{name}: run directory {run.path}" + (f" (resumed, {spent:.0f}s spent)" if spent else ""))
-        results = searcher(name).run(cfg, data, run, deadline, rep, executor)
+        results = searcher(name).run(cfg, data, run, budget, rep, executor)
     return {**results, "run_dir": str(run.path)}  # where it is, for the caller (not in the file)
 
 
-__all__ = ["ClimbConfig", "DartsConfig", "HillClimber", "NoneConfig", "RandomConfig", "SEARCHERS", "SearchConfig",
-           "Searcher", "StartNetConfig", "deadline_for", "load_data", "open_run", "pick_device", "run_searcher", "searcher"]
+__all__ = ["Budget", "ClimbConfig", "DartsConfig", "HillClimber", "NoneConfig", "RandomConfig", "SEARCHERS",
+           "SearchConfig", "Searcher", "StartNetConfig", "load_data", "open_run", "pick_device", "run_searcher",
+           "searcher"]

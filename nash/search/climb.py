@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -33,8 +32,11 @@ from ..report import write_climb_report
 from ..rundir import RunDir
 from ..train import evaluate
 from . import plan
-from .contract import StartNetConfig, load_start_network, time_left, timed_epochs, write_results
+from .budget import EPOCH_MARGIN, PAPER_PRETRAIN_SHARE, PLANNED_MARGIN, PREDICTION_MARGIN, STEP_SHARE, Budget, \
+    timed_epochs
+from .contract import StartNetConfig, write_results
 from .executors import ChildOrigin, LocalExecutor, TrainJob, TrainOutcome, TrainSettings, train_candidate
+from .start import start_network
 
 SCHEDULES = ("budget", "paper")
 
@@ -93,8 +95,8 @@ def child_seed(seed: int, step: int, j: int) -> int:
 def make_start_net(cfg, data: DataSplits) -> Network:
     """The NASH start net, its init drawn from the run's seed (torch's global generator is left
     as it was), or the saved network of `cfg.start`."""
-    if cfg.start:
-        return load_start_network(cfg.start, data)
+    if cfg.start is not None:
+        return start_network(cfg.start, data, cfg.seed if cfg.new_head else None)
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(cfg.seed)  # CPU only: torch.manual_seed would reseed CUDA
         return start_net(data.in_channels, data.num_classes, cfg.widths, data.image_size)
@@ -109,7 +111,7 @@ class Candidate:
 
 
 class HillClimber:
-    """Runs a climb in `run` on `data`; `deadline` is a time.time() (None: no budget)."""
+    """Runs a climb in `run` on `data`, its work sized from the `Budget` that `search` gets."""
 
     def __init__(self, config: ClimbConfig, run: RunDir, data: DataSplits, reporter, executor=None):
         self.cfg = config
@@ -120,6 +122,7 @@ class HillClimber:
         aug = dataclasses.replace(data.augment, cutout=config.cutout) if config.cutout else data.augment
         self.settings = TrainSettings(config.lr_start, config.lr_end, config.batch_size, aug, config.mixup)
         self.executor = executor or LocalExecutor()
+        self.budget = Budget()
 
     # ---------------------------------------------------------------- training the lineage
 
@@ -137,12 +140,13 @@ class HillClimber:
         return out
 
     def _predict_epoch(self, net: Network, state: dict) -> float:
-        """Predicted seconds per training epoch, from a line fitted to (MACs, seconds) seen so far."""
+        """Seconds a training epoch may take, from a line fitted to (MACs, seconds) seen so far,
+        the margin for a prediction included."""
         obs = state["timings"]
         x = net.macs()
         same = [sec for m, sec in obs if m == x]
         if same:  # this very network (or its twin) was timed: the latest time is the best guess
-            return same[-1] * 1.05
+            return same[-1] * EPOCH_MARGIN
         if len({m for m, _ in obs}) < 2:
             m0, s0 = obs[-1]
             return s0 * max(1.0, x / max(m0, 1))
@@ -151,7 +155,7 @@ class HillClimber:
         my = sum(s for _, s in obs) / n
         b = sum((m - mx) * (s - my) for m, s in obs) / max(sum((m - mx) ** 2 for m, _ in obs), 1e-12)
         b = max(b, 0.0)
-        return max(my + b * (x - mx), min(s for _, s in obs)) * 1.1
+        return max(my + b * (x - mx), min(s for _, s in obs)) * PREDICTION_MARGIN
 
     def _observe(self, state: dict, net: Network, out: TrainOutcome) -> None:
         if out.epochs:
@@ -159,12 +163,13 @@ class HillClimber:
 
     # ---------------------------------------------------------------- the algorithm
 
-    def search(self, deadline: float | None) -> dict:
-        """Climb (or continue a checkpointed climb) and write the results."""
+    def search(self, budget: Budget) -> dict:
+        """Climb (or continue a checkpointed climb) within `budget` and write the results."""
         cfg, run = self.cfg, self.run
+        self.budget = budget
         state = run.load_checkpoint()
         if state is None:
-            state = self._pretrain(deadline)
+            state = self._pretrain()
         else:
             self.rep.log(f"resuming after step {state['step']} ({run.spent_before:.0f}s already spent)")
         best = net_from_state(state["best"]).to(self.device)
@@ -174,17 +179,17 @@ class HillClimber:
         while state["step"] < self._max_steps(state) and not state.get("final"):
             step = state["step"] + 1
             if cfg.schedule == "budget" and state["u"] < state["plan"]["positions"][step - 1]:
-                best, _ = self._lineage(best, state, state["plan"]["positions"][step - 1], deadline, "train best")
+                best, _ = self._lineage(best, state, state["plan"]["positions"][step - 1], "train best")
                 continue
             candidates = self._candidates(best, step)
             if cfg.schedule == "paper":
-                candidates = self._fit_paper_step(candidates, step, state, deadline)
+                candidates = self._fit_paper_step(candidates, step, state)
                 if candidates is None:
                     break
                 rungs, rate = [(len(candidates), cfg.epoch_neigh)], None
             else:
-                candidates, rungs, rate = self._fit_budget_step(candidates, step, state, deadline)
-            best, winner = self._step(candidates, rungs, step, state, deadline, rate)
+                candidates, rungs, rate = self._fit_budget_step(candidates, step, state)
+            best, winner = self._step(candidates, rungs, step, state, rate)
             state["step"] = step
             state["best"] = net_state(best)
             state["search_seconds"] = run.elapsed()  # until the last step's end
@@ -196,7 +201,7 @@ class HillClimber:
                          f"({'parent kept' if winner.key == 0 else 'child ' + str(winner.key)})")
         self.rep.remove(steps_bar)
         if not state.get("final"):
-            state = self._final(best, state, deadline)
+            state = self._final(best, state)
         best = net_from_state(state["best"]).to(self.device)
         best.save(run.path / "best")
         results = write_results(run, "nash", state["final"], state["start"], steps=state["step"],
@@ -220,13 +225,13 @@ class HillClimber:
         self.run.event(kind, **rec)
         return rec
 
-    def _pretrain(self, deadline) -> dict:
+    def _pretrain(self) -> dict:
         cfg = self.cfg
         net = make_start_net(cfg, self.data).to(self.device)
         state = {"step": 0, "history": [], "timings": [], "u": 0.0}
         if cfg.schedule == "paper":
-            # on a budget, pretraining may take at most a quarter of it
-            pre_deadline = None if deadline is None else time.time() + 0.25 * cfg.budget
+            # on a budget, pretraining may take at most its share of it
+            pre_deadline = self.budget.share(PAPER_PRETRAIN_SHARE).deadline
             out = self._train(net, cfg.pretrain_epochs, cfg.seed, deadline=pre_deadline, label="pretrain") \
                 if cfg.pretrain_epochs else None
             if out is None or not out.epochs:
@@ -239,10 +244,10 @@ class HillClimber:
             seconds, outs = timed_epochs(lambda: self._train(net, 1, cfg.seed, cycle=(0.0, 0.0),
                                                              label="pretrain (timing)"))
             state["timings"].append([net.macs(), seconds])
-            state["plan"] = self._plan(state, deadline)
+            state["plan"] = self._plan(state)
             epochs = len(outs)
             net, more = self._lineage(net, state, state["plan"]["positions"][0] if state["plan"]["positions"] else 1.0,
-                                      deadline, "pretrain", log=False)
+                                      "pretrain", log=False)
             epochs += more
         start = self._score_and_log("start", net, epochs=epochs)
         start = {k: start[k] for k in ("val_acc", "test_acc", "params")}
@@ -254,17 +259,17 @@ class HillClimber:
 
     # ---------------------------------------------------------------- budget schedule
 
-    def _plan(self, state: dict, deadline) -> dict:
+    def _plan(self, state: dict) -> dict:
         """Steps and their places in the lineage's cycle (see plan.py)."""
         cfg = self.cfg
         if cfg.steps is not None:
             k = cfg.steps
-        elif deadline is None:
+        elif not self.budget.limited:
             k = 5  # the paper's 12-hour run
         else:
             k = plan.planned_steps(cfg.n_neigh, cfg.search_share)
         positions = plan.step_positions(k) if k else []
-        if deadline is None:
+        if not self.budget.limited:
             # epochs from the flags: pretrain, then each step's rungs, then the final training
             slice_epochs = max(1, cfg.epoch_neigh // max(sum(e for _, e in plan.halving_rungs(cfg.n_neigh, 1)), 1))
             total = cfg.pretrain_epochs + k * slice_epochs * sum(e for _, e in plan.halving_rungs(cfg.n_neigh, 1)) \
@@ -277,30 +282,27 @@ class HillClimber:
             return {"positions": positions, "rate": float(max(total, 1)), "first_slice": slice_epochs}
         return {"positions": positions, "rate": None, "first_slice": None}
 
-    def _rate(self, net: Network, state: dict, deadline, steps_left: int) -> float:
+    def _rate(self, net: Network, state: dict, steps_left: int) -> float:
         """Epochs per unit of cycle progress from here on (fixed without a budget; sized from
-        the time left with one)."""
-        if deadline is None:
+        the time left with one, the report's reserve kept)."""
+        if not self.budget.limited:
             return state["plan"]["rate"]
-        left = time_left(deadline) - self._reserve(net, state)
-        epochs = plan.lineage_epochs(left, self._predict_epoch(net, state), state["u"], steps_left, self.cfg.n_neigh)
+        per_epoch = self._predict_epoch(net, state)
+        left = self.budget.left() - self.budget.reserve(per_epoch)
+        epochs = plan.lineage_epochs(left, per_epoch, state["u"], steps_left, self.cfg.n_neigh)
         return epochs / max(1.0 - state["u"], 1e-9)
 
-    def _reserve(self, net, state) -> float:
-        # evaluation, checkpoint and report after the last epoch
-        return 1.0 + 0.2 * self._predict_epoch(net, state)
-
-    def _lineage(self, net: Network, state: dict, until: float, deadline, label: str,
+    def _lineage(self, net: Network, state: dict, until: float, label: str,
                  log: bool = True) -> tuple[Network, int]:
         """Train the lineage's best from progress u to `until` of its cycle; (net, epochs trained).
         With `log`, an event and a checkpoint record it."""
         steps_left = sum(1 for p in state["plan"]["positions"] if p >= until - 1e-9)
-        rate = self._rate(net, state, deadline, steps_left)
+        rate = self._rate(net, state, steps_left)
         epochs = int(round((until - state["u"]) * rate))
         u0, trained = state["u"], 0
         if epochs >= 1:
             out = self._train(net, epochs, child_seed(self.cfg.seed, state["step"], 997), (u0, until),
-                              deadline=deadline, label=label)
+                              deadline=self.budget.deadline, label=label)
             self._observe(state, net, out)
             if out.failed and "non-finite" in out.failed:
                 raise NashError(f"{label}: {out.failed}; lower --lr-start")
@@ -314,22 +316,22 @@ class HillClimber:
             self.run.save_checkpoint(state)
         return net, trained
 
-    def _fit_budget_step(self, candidates, step, state, deadline):
+    def _fit_budget_step(self, candidates, step, state):
         """The step's successive-halving rungs, sized so the step's losers stay in their share."""
         parent = candidates[0].net
         steps_left = len(state["plan"]["positions"]) - step + 1
-        rate = self._rate(parent, state, deadline, steps_left)
+        rate = self._rate(parent, state, steps_left)
         first = state["plan"]["first_slice"] or max(1, int(round(plan.SLICE_SHARE * rate)))
         n = len(candidates)
-        if deadline is not None:
+        if self.budget.limited:
             # the whole step (every rung of every candidate) must leave the lineage its share
             per_epoch = [self._predict_epoch(c.net, state) for c in candidates]
-            # a safety net for children far bigger than predicted: a step may take at most half
-            # of the time left, counting every rung at its most expensive candidates
+            # a safety net for children far bigger than predicted: a step may take at most
+            # STEP_SHARE of the time left, counting every rung at its most expensive candidates
             while n > 2:
                 rungs = plan.halving_rungs(n, first)
                 cost = sum(sum(sorted(per_epoch[:n])[-c:]) * e for c, e in rungs)
-                if cost <= 0.5 * max(time_left(deadline), 0):
+                if cost <= STEP_SHARE * max(self.budget.left(), 0):
                     break
                 n -= 1
             if n < len(candidates):
@@ -338,14 +340,14 @@ class HillClimber:
 
     # ---------------------------------------------------------------- paper schedule
 
-    def _fit_paper_step(self, candidates, step, state, deadline):
+    def _fit_paper_step(self, candidates, step, state):
         """All candidates when they fit before the final training's reserve, else the parent and
         the children that fit, else None (stepping is over)."""
-        if deadline is None:
+        if not self.budget.limited:
             return candidates
         cfg = self.cfg
         costs = [cfg.epoch_neigh * self._predict_epoch(c.net, state) for c in candidates]
-        left = time_left(deadline) - self._final_reserve(candidates[0].net, state)
+        left = self.budget.left() - self._final_reserve(candidates[0].net, state)
         fit = next((k for k in range(len(costs), 0, -1) if sum(costs[:k]) <= left), 0)
         if fit < 2 and step > 1:
             self.rep.log(f"budget: stopping before step {step} (it would take ~{sum(costs):.0f}s, "
@@ -357,8 +359,9 @@ class HillClimber:
         return candidates[:fit]
 
     def _final_reserve(self, best: Network, state: dict) -> float:
-        # the final training plus evaluation and writing the report, with a margin
-        return self.cfg.epoch_final * self._predict_epoch(best, state) * 1.15 + 5.0
+        # the final training, with a margin for a plan made now, and the report after it
+        per_epoch = self._predict_epoch(best, state)
+        return self.cfg.epoch_final * per_epoch * PLANNED_MARGIN + self.budget.reserve(per_epoch)
 
     # ---------------------------------------------------------------- a step
 
@@ -380,7 +383,7 @@ class HillClimber:
                                         origin=ChildOrigin(parent, cfg.n_nm, seed, calib, applied, max_macs)))
         return candidates
 
-    def _step(self, candidates: list[Candidate], rungs, step: int, state: dict, deadline, rate=None):
+    def _step(self, candidates: list[Candidate], rungs, step: int, state: dict, rate=None):
         """Successive halving over `rungs` [(candidates, epochs)] at `rate` epochs per unit of
         the lineage's cycle (fixed for the whole step, so the rungs' slices keep their
         proportions); the paper schedule is one rung of full cycles (rate None). Returns (best
@@ -396,7 +399,7 @@ class HillClimber:
             else:
                 cycle = (state["u"], min(1.0, state["u"] + epochs / max(rate, 1e-9)))
             jobs = [TrainJob(j, candidates[j].net, epochs, cycle, child_seed(cfg.seed, step, j) + 7 + 101 * r,
-                             deadline=deadline, required=(j == alive[0]), origin=candidates[j].origin)
+                             deadline=self.budget.deadline, required=(j == alive[0]), origin=candidates[j].origin)
                     for j in alive]
 
             def done(out, r=r):
@@ -434,18 +437,19 @@ class HillClimber:
 
     # ---------------------------------------------------------------- final training
 
-    def _final(self, best: Network, state: dict, deadline) -> dict:
+    def _final(self, best: Network, state: dict) -> dict:
         cfg = self.cfg
         if cfg.schedule == "budget":
-            best, epochs = self._lineage(best, state, 1.0, deadline, "final training", log=False)
+            best, epochs = self._lineage(best, state, 1.0, "final training", log=False)
         else:
             epochs = cfg.epoch_final
-            if deadline is not None:
-                fit = int((time_left(deadline) - 5.0) / max(self._predict_epoch(best, state) * 1.05, 1e-6))
+            if self.budget.limited:
+                fit = self.budget.epochs_that_fit(self._predict_epoch(best, state), margin=1.0)  # margin included
                 if fit < epochs:
                     self.rep.log(f"budget: final training shortened to {max(fit, 1)} of {epochs} epochs")
                     epochs = max(fit, 1)
-            out = self._train(best, epochs, cfg.seed + 1, deadline=deadline, label="final training") if epochs else None
+            out = self._train(best, epochs, cfg.seed + 1, deadline=self.budget.deadline, label="final training") \
+                if epochs else None
             epochs = out.epochs if out else 0
         final = self._score_and_log("final", best, epochs=epochs)
         final = {k: final[k] for k in ("val_acc", "test_acc", "params")} | {"epochs": epochs}
@@ -460,7 +464,6 @@ def winner_moves(candidates: list[Candidate], winner: TrainOutcome) -> list:
     return candidates[winner.key].moves
 
 
-def run_climb(config: ClimbConfig, data: DataSplits, run: RunDir, deadline: float | None, reporter,
-              executor=None) -> dict:
+def run_climb(config: ClimbConfig, data: DataSplits, run: RunDir, budget: Budget, reporter, executor=None) -> dict:
     """The `nash` searcher of the registry."""
-    return HillClimber(config, run, data, reporter, executor).search(deadline)
+    return HillClimber(config, run, data, reporter, executor).search(budget)

@@ -1,6 +1,6 @@
 """The one contract every searcher follows.
 
-    config dataclass ──> searcher(config, data, run, deadline, reporter) ──> run dir + results.json
+    config dataclass ──> searcher(config, data, run, budget, reporter, executor) ──> run dir + results.json
 
 A searcher's config is a dataclass derived from `SearchConfig`: validated on creation, JSON
 round-trip, and a class-level `RESUME_MAY_CHANGE` naming the fields a resumed run may change.
@@ -11,15 +11,15 @@ best/, results.json, plots) and returns the same `results.json` shape:
      "test_acc", "params"}, "seconds": wall-clock of the run, "curve": [[seconds, best
      validation accuracy so far], ...], ...searcher-specific extras}
 
-The wall-clock deadline is computed here, in one place, from the budget, the moment the user's
-command began and the time the run had already spent before a resume (kept in the run
-directory's checkpoint envelope, see RunDir).
+A searcher sizes its work from the `Budget` it is handed (budget.py: the one clock, made once
+from the budget, the moment the user's command began and the time the run had already spent
+before a resume, kept in the run directory's checkpoint envelope, see RunDir).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import time
+import os
 import typing
 from dataclasses import dataclass
 from typing import ClassVar
@@ -28,9 +28,6 @@ import torch
 
 from ..errors import OptionError
 from ..rundir import RunDir
-
-# what runs outside a searcher's own clock: interpreter start, imports, writing the report
-_MARGIN_SHARE, _MARGIN_MAX = 0.02, 10.0
 
 
 @dataclass
@@ -107,7 +104,10 @@ class StartNetConfig(SearchConfig):
     widths: tuple = (64, 128, 256)
     mixup: float = 0.0
     cutout: int = 0
-    start: str | None = None  # a saved Network to start from instead of the NASH start net
+    # what to start from instead of the NASH start net: a saved Network (a path); in Python also
+    # a Network or an nn.Module (imported through torch.fx), snapshotted into the run directory
+    start: str | None = None
+    new_head: bool = False  # a start network with another number of classes gets a new classifier
 
     def validate(self) -> None:
         super().validate()
@@ -118,6 +118,16 @@ class StartNetConfig(SearchConfig):
             raise OptionError(f"learning rates must be positive (lr_start {self.lr_start}, lr_end {self.lr_end})")
         if not self.widths or any(int(w) < 1 for w in self.widths):
             raise OptionError(f"widths must be positive integers, got {self.widths}")
+        if self.start is not None and not isinstance(self.start, (str, os.PathLike, torch.nn.Module)):
+            raise OptionError(f"start must be a saved network's path, a Network or a torch.nn.Module, got "
+                              f"{type(self.start).__name__}")
+
+    def to_json(self) -> dict:
+        if isinstance(self.start, torch.nn.Module):  # run_searcher snapshots it first (search/start.py)
+            raise TypeError("a config whose start is a module has no JSON form; snapshot the start network first")
+        d = super().to_json()
+        d["start"] = None if self.start is None else str(self.start)
+        return d
 
     def check_data(self, data) -> None:
         super().check_data(data)
@@ -125,18 +135,9 @@ class StartNetConfig(SearchConfig):
         if self.cutout > min(h, w):
             raise OptionError(f"cutout {self.cutout} does not fit in the data's {h}x{w} images (at most {min(h, w)}, "
                               f"or 0 for none)")
-        if self.start:
-            load_start_network(self.start, data)
-
-
-def load_start_network(path, data):
-    """The saved network at `path`, checked against the data's input shape and classes."""
-    from morphisms import Network
-    net = Network.load(path)
-    if net.input_shape != (data.in_channels, *data.image_size) or net.num_classes != data.num_classes:
-        raise OptionError(f"--start {path}: network takes {net.input_shape} -> {net.num_classes} classes, "
-                          f"the data is {(data.in_channels, *data.image_size)} -> {data.num_classes}")
-    return net
+        if self.start is not None:
+            from .start import start_network
+            start_network(self.start, data, self.seed if self.new_head else None)
 
 
 def coerce_field(cls, name: str, value, label: str):
@@ -179,16 +180,6 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def deadline_for(budget: float | None, started: float, spent_before: float = 0.0) -> float | None:
-    """The time.time() by which a run with `budget` seconds must end, the budget counting from
-    `started` (when the user's command began) plus `spent_before` (earlier sessions of a
-    resumed run). A small margin is kept for what runs outside the searcher's own clock."""
-    if budget is None:
-        return None
-    margin = min(_MARGIN_SHARE * budget, _MARGIN_MAX)
-    return started + budget - spent_before - margin
-
-
 def curve_from_events(events: list[dict]) -> list[list[float]]:
     """(elapsed seconds, best validation accuracy so far) from every event that scored a
     network on the validation split: the anytime performance of the search."""
@@ -210,20 +201,4 @@ def write_results(run: RunDir, method: str, final: dict, start: dict | None = No
         results["start"] = {k: start[k] for k in ("val_acc", "test_acc", "params")}
     run.write_json("results.json", results)
     return results
-
-
-def time_left(deadline: float | None) -> float:
-    return math.inf if deadline is None else deadline - time.time()
-
-
-def timed_epochs(train_one_epoch, quick: float = 10.0) -> tuple[float, list]:
-    """Seconds per epoch, for planning a budget, and the results of the epochs trained for it.
-
-    The first epoch of a process carries one-off costs (allocations, kernel selection) that can
-    make it several times slower than the next on small data; when it was quick (< `quick`
-    seconds) a second one is trained and its time is the answer."""
-    results = [train_one_epoch()]
-    if results[0].seconds < quick:
-        results.append(train_one_epoch())
-    return results[-1].seconds, results
 

@@ -1,8 +1,9 @@
 """`darts`: differentiable search (DARTS family) plus training of the derived network.
 
-With a budget, `search_share` of it goes to the search (resumable, epoch by epoch); then one
-epoch of exactly the training to come is timed and the derived network's cosine cycle is
-fitted into what is left, with the deadline as a hard stop.
+With a budget, the search gets the first `search_share` of it as its own deadline (resumable,
+epoch by epoch, an epoch cut short where it does not fit); then one epoch of exactly the
+training to come is timed and the derived network's cosine cycle is fitted into what is left,
+with the deadline as a hard stop.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from ..data import DataSplits
 from ..draw import draw_genotype, draw_network, to_dot
 from ..errors import OptionError
 from ..rundir import RunDir, atomic_write_bytes
-from .contract import SearchConfig, time_left, write_results
+from .budget import Budget
+from .contract import SearchConfig, write_results
 
 
 @dataclass
@@ -55,10 +57,8 @@ class DartsConfig(SearchConfig):
         search_config(self.search_keys())  # the search's own checks, one line each
 
     def search_keys(self) -> dict:
-        """The keys nash.darts.run_search reads."""
-        d = self.to_json()
-        d["budget_seconds"] = self.budget * self.search_share if self.budget else None
-        return d
+        """The keys nash.darts.run_search reads (its budget comes apart, as a Budget)."""
+        return self.to_json()
 
 
 def derived_size(cfg: DartsConfig, data: DataSplits) -> tuple[int, int]:
@@ -69,22 +69,22 @@ def derived_size(cfg: DartsConfig, data: DataSplits) -> tuple[int, int]:
     return cfg.train_channels or channels, cfg.train_layers or layers
 
 
-def train_and_report(run: RunDir, genotype, data: DataSplits, cfg, rep, deadline) -> dict:
-    """Lower, train and evaluate a genotype; write best/, drawings; return the `final` dict and
-    the details. Shared by the darts searcher and `nash train-genotype`."""
+def train_and_report(run: RunDir, genotype, data: DataSplits, cfg, rep, budget: Budget) -> dict:
+    """Lower, train and evaluate a genotype within `budget`; write best/, drawings; return the
+    `final` dict and the details. Shared by the darts searcher and `nash train-genotype`."""
     from ..darts import train_genotype
 
     channels, layers = derived_size(cfg, data)
     epochs = cfg.train_epochs
     kw = dict(channels=channels, layers=layers, batch_size=cfg.train_batch_size, auxiliary=cfg.auxiliary,
               seed=cfg.seed, drop_path=cfg.drop_path, cutout=cfg.cutout)
-    if deadline is not None:
-        # time one epoch of exactly the training to come, then fit the cosine cycle to what is left
+    if budget.limited:
+        # time one epoch of exactly the training to come, then fit the cosine cycle to what is
+        # left; lowering and evaluating, timed with it, come once more
         t = time.time()
         _, probe = train_genotype(genotype, data, 1, **kw)
         per_epoch = probe["seconds"]
-        left = time_left(deadline) - (time.time() - t - per_epoch) - 3.0  # evaluation and drawing
-        fit = max(1, min(epochs, int(left / (per_epoch * 1.1))))
+        fit = max(1, min(epochs, budget.epochs_that_fit(per_epoch, also=time.time() - t - per_epoch)))
         if fit < epochs:
             rep.log(f"budget: training the derived network for {fit} of {epochs} epochs")
             epochs = fit
@@ -94,7 +94,7 @@ def train_and_report(run: RunDir, genotype, data: DataSplits, cfg, rep, deadline
         rep.update(bar, completed=e, info=f"acc {r.train_acc:.3f}")
         run.event("train_epoch", epoch=e, train_acc=r.train_acc, train_loss=r.train_loss)
 
-    net, res = train_genotype(genotype, data, epochs, on_epoch=on_epoch, deadline=deadline, **kw)
+    net, res = train_genotype(genotype, data, epochs, on_epoch=on_epoch, deadline=budget.deadline, **kw)
     rep.remove(bar)
     if res["epochs"] < epochs:
         rep.log(f"budget: training stopped after {res['epochs']} of {epochs} epochs")
@@ -113,7 +113,7 @@ def train_and_report(run: RunDir, genotype, data: DataSplits, cfg, rep, deadline
     return final, details
 
 
-def run_darts(cfg: DartsConfig, data: DataSplits, run: RunDir, deadline: float | None, rep, executor=None) -> dict:
+def run_darts(cfg: DartsConfig, data: DataSplits, run: RunDir, budget: Budget, rep, executor=None) -> dict:
     from ..darts import get_genotype, run_search
 
     bar = rep.task(f"search ({cfg.method}{', order ' + str(cfg.order) if cfg.method == 'darts' else ''})", cfg.epochs)
@@ -122,10 +122,10 @@ def run_darts(cfg: DartsConfig, data: DataSplits, run: RunDir, deadline: float |
         rep.update(bar, completed=ev["epoch"], info=f"val {ev['val_acc']:.3f}")
         rep.log(f"epoch {ev['epoch']}: supernet val acc {ev['val_acc']:.4f}; {ev['genotype']}")
 
-    summary = run_search(cfg.search_keys(), run, data, progress=progress)
+    summary = run_search(cfg.search_keys(), run, data, progress=progress, budget=budget.share(cfg.search_share))
     rep.remove(bar)
     genotype = get_genotype(summary["genotype"])  # either space's text form
     rep.log(f"genotype after {summary['epochs_done']} epochs: {genotype}")
-    final, details = train_and_report(run, genotype, data, cfg, rep, deadline)
+    final, details = train_and_report(run, genotype, data, cfg, rep, budget)
     search = {k: summary[k] for k in ("epochs_done", "seconds", "stopped", "val_acc") if k in summary}
     return write_results(run, "darts", final, search=search, search_seconds=summary["seconds"], **details)

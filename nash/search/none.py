@@ -17,8 +17,9 @@ from ..errors import NashError, OptionError
 from ..report import write_climb_report
 from ..rundir import RunDir
 from ..train import evaluate, sgdr_train
+from .budget import Budget, timed_epochs
 from .climb import make_start_net, net_from_state, net_state
-from .contract import StartNetConfig, time_left, timed_epochs, write_results
+from .contract import StartNetConfig, write_results
 
 CHUNK = 0.1  # of the cycle, between checkpoints
 
@@ -33,7 +34,7 @@ class NoneConfig(StartNetConfig):
             raise OptionError(f"epochs must be at least 1, got {self.epochs}")
 
 
-def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, deadline: float | None, rep, executor=None) -> dict:
+def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, budget: Budget, rep, executor=None) -> dict:
     aug = dataclasses.replace(data.augment, cutout=cfg.cutout) if cfg.cutout else data.augment
 
     def train(net, epochs, cycle, seed, opt_state=None):
@@ -48,21 +49,20 @@ def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, deadline: float | N
         start = {"val_acc": val_acc, "test_acc": test_acc, "params": net.num_params()}
         run.event("start", **start, val_loss=val_loss)
         state = {"best": net_state(net), "start": start, "u": 0.0, "done": 0, "opt": None, "epoch_seconds": None}
-        if deadline is not None:
+        if budget.limited:
             # as the climb does: an epoch or two at lr_start time the net, then the cycle is planned
             seconds, probes = timed_epochs(lambda: train(net, 1, (0.0, 0.0), cfg.seed))
             state.update(best=net_state(net), done=len(probes), opt=probes[-1].opt_state, epoch_seconds=seconds)
         run.save_checkpoint(state)
     net = net_from_state(state["best"]).to(data.train_x.device)
-    bar = rep.task("train", cfg.epochs if deadline is None else None)
+    bar = rep.task("train", None if budget.limited else cfg.epochs)
     while state["u"] < 1.0:
         # the epochs left, re-planned from the time left after every chunk (the first epoch's
         # time includes one-off warm-up costs), the learning rate continuing where it is
-        if deadline is None:
-            left = cfg.epochs - state["done"]
+        if budget.limited:
+            left = budget.epochs_that_fit(state["epoch_seconds"])
         else:
-            per_epoch = state["epoch_seconds"]
-            left = math.floor((time_left(deadline) - 3.0 - 0.2 * per_epoch) / (per_epoch * 1.05))
+            left = cfg.epochs - state["done"]
         if left < 1:
             rep.log(f"budget: training stopped at {state['u']:.0%} of its cycle")
             break

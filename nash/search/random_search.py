@@ -13,12 +13,10 @@ locally); each is recorded, in order, when its batch is done. Resumable after ev
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
 from dataclasses import dataclass
 
 
-from morphisms import random_morphisms
+from morphisms import random_morphisms, reinitialized
 
 from ..data import DataSplits
 from ..errors import NashError, OptionError
@@ -27,7 +25,8 @@ from ..rundir import RunDir
 from ..train import evaluate, sgdr_train
 from . import plan
 from .climb import ClimbConfig, child_seed, make_start_net, net_from_state, net_state
-from .contract import StartNetConfig, time_left, timed_epochs, write_results
+from .budget import Budget, timed_epochs
+from .contract import StartNetConfig, write_results
 from .executors import LocalExecutor, TrainJob, TrainSettings, train_candidate
 
 
@@ -55,49 +54,49 @@ def random_network(cfg: RandomConfig, data: DataSplits, i: int, length: int):
     """Candidate i: the start net from its own seed, then `length` random morphisms."""
     seed = child_seed(cfg.seed, 0, 10_000 + i)
     net = make_start_net(dataclasses.replace(cfg, seed=seed), data)
+    if cfg.start is not None:  # the given architecture, from a fresh initialisation drawn from the seed
+        net = reinitialized(net, seed)
     if length:
         net, _ = random_morphisms(net, length, rng=seed, calibrate=data.train_x[: cfg.batch_size])
     return net
 
 
-def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, deadline: float | None, rep, executor=None) -> dict:
+def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget, rep, executor=None) -> dict:
     executor = executor or LocalExecutor()
     aug = dataclasses.replace(data.augment, cutout=cfg.cutout) if cfg.cutout else data.augment
     settings = TrainSettings(cfg.lr_start, cfg.lr_end, cfg.batch_size, aug, cfg.mixup)
     device = data.train_x.device
+    # candidates are tried in the first search_share of the budget; the rest trains the winner
+    search = budget.share(cfg.search_share)
     state = run.load_checkpoint()
     if state is None:
-        steps = plan.planned_steps(cfg.n_neigh, ClimbConfig.search_share) if deadline is not None else 5
+        steps = plan.planned_steps(cfg.n_neigh, ClimbConfig.search_share) if budget.limited else 5
         epochs = cfg.epoch_neigh
-        if deadline is not None:
+        if budget.limited:
             # a candidate trains as long as a climb's step winner: its rungs' share of the cycle
             probe_net = make_start_net(cfg, data).to(device)
             seconds, _ = timed_epochs(lambda: train_candidate(TrainJob(0, probe_net, 1, (0.0, 0.0), cfg.seed),
                                                               (data, settings)))
-            cycle_epochs = time_left(deadline) / max(seconds, 1e-9) * (1 - ClimbConfig.search_share)
+            cycle_epochs = budget.left() / max(seconds, 1e-9) * (1 - ClimbConfig.search_share)
             winner_epochs = sum(e for _, e in plan.halving_rungs(cfg.n_neigh, 1)) * plan.SLICE_SHARE
             epochs = max(1, round(winner_epochs * cycle_epochs))
-        # candidates are tried until this point of the run's clock; the rest trains the winner
-        search_ends = None if deadline is None else run.elapsed() + time_left(deadline) * cfg.search_share
-        state = {"tried": [], "best": None, "best_key": None, "length": cfg.n_nm * steps, "epochs": epochs,
-                 "search_ends": search_ends}
+        state = {"tried": [], "best": None, "best_key": None, "length": cfg.n_nm * steps, "epochs": epochs}
         run.event("random_start", length=state["length"], epochs=epochs)
         run.save_checkpoint(state)
-    bar = rep.task("random candidates", cfg.candidates if deadline is None else None)
+    bar = rep.task("random candidates", None if budget.limited else cfg.candidates)
     width = max(1, int(getattr(executor, "parallelism", 1)))
     i = len(state["tried"])
     while True:
-        if deadline is None and i >= cfg.candidates:
+        if not budget.limited and i >= cfg.candidates:
             break
         # a batch takes about as long as one candidate did (`wall` is its batch's)
-        if deadline is not None and i > 0 and run.elapsed() + _mean_seconds(state) > state["search_ends"]:
+        if budget.limited and i > 0 and search.left() < _mean_seconds(state):
             break
         began = run.elapsed()
-        keys = range(i, i + (width if deadline is not None else min(width, cfg.candidates - i)))
+        keys = range(i, i + (width if budget.limited else min(width, cfg.candidates - i)))
         nets = [random_network(cfg, data, k, state["length"]).to(device) for k in keys]
-        search_deadline = None if deadline is None else time.time() + state["search_ends"] - run.elapsed()
         jobs = [TrainJob(k, net, state["epochs"], (0.0, 1.0), child_seed(cfg.seed, 0, 20_000 + k),
-                         deadline=search_deadline, required=(k == 0)) for k, net in zip(keys, nets)]
+                         deadline=search.deadline, required=(k == 0)) for k, net in zip(keys, nets)]
         outs = executor.map(jobs, (data, settings))
         wall = run.elapsed() - began  # building (morphisms, calibration) and scoring too
         for k, net, out in zip(keys, nets, outs):
@@ -119,13 +118,12 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, deadline: float
     best = net_from_state(state["best"]).to(device)
     if "final" not in state:
         epochs = cfg.epoch_final
-        if deadline is not None:
-            per_epoch = max(state["tried"][state["best_key"]]["seconds"] / max(state["tried"][state["best_key"]]["epochs"], 1),
-                            1e-9)
-            epochs = max(1, math.floor((time_left(deadline) - 3.0 - 0.2 * per_epoch) / (per_epoch * 1.05)))
+        if budget.limited:
+            timed = state["tried"][state["best_key"]]
+            epochs = max(1, budget.epochs_that_fit(max(timed["seconds"] / max(timed["epochs"], 1), 1e-9)))
         # the deadline stops it after the epoch in flight: a budget holds even when epochs slow down
         res = sgdr_train(best, data.train_x, data.train_y, epochs, cfg.lr_start, cfg.lr_end, batch_size=cfg.batch_size,
-                         aug=aug, mixup_alpha=cfg.mixup, seed=cfg.seed + 1, deadline=deadline)
+                         aug=aug, mixup_alpha=cfg.mixup, seed=cfg.seed + 1, deadline=budget.deadline)
         if res.failed:
             raise NashError(f"random: the winner's training failed ({res.failed}); lower --lr-start")
         val_acc, _ = evaluate(best, data.val_x, data.val_y)
