@@ -8,6 +8,10 @@ from .rundir import RunDir, atomic_write_bytes
 
 
 def plot_climb(run: RunDir, path) -> None:
+    save_figure(climb_figure(run), path)
+
+
+def climb_figure(run: RunDir):
     """Validation accuracy and parameters over steps: the lineage's best as a line, every
     candidate's every rung as a point just left of its step (rungs spread left to right, so none
     hides behind the line or the winner's point); integer step ticks; accuracy within [0, 1]."""
@@ -52,7 +56,7 @@ def plot_climb(run: RunDir, path) -> None:
         ax2.set_yscale("log")
     ax1.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
 def write_climb_report(run: RunDir, best: Network, rep=None) -> None:
