@@ -169,8 +169,10 @@ def events(path: Path) -> list[dict]:
 
 
 def kill_a_worker_node_when(cluster, task: str, proc: subprocess.Popen, ready) -> None:
-    """SIGKILL the raylet of a live worker node as soon as one of its workers runs `task` and
-    ready() holds (each checked on every poll; the run must still be going)."""
+    """SIGKILL the raylet of a live worker node, and its workers and agents with it (a lost
+    node takes its processes along; a worker left running would go on writing the run
+    directory its retry resumes), as soon as one of its workers runs `task` and ready() holds
+    (each checked on every poll; the run must still be going)."""
     deadline = time.time() + WAIT
     while True:
         busy = {ppid for pid, ppid, cmd in _procs() if cmd.startswith(f"ray::{task}")}
@@ -180,8 +182,20 @@ def kill_a_worker_node_when(cluster, task: str, proc: subprocess.Popen, ready) -
         assert proc.poll() is None, f"the run ended before its work reached a worker node: {proc.communicate()}"
         assert time.time() < deadline, "no task reached a worker node"
         time.sleep(0.05)
-    cluster.note()  # its agents, orphaned by the kill, are ended at the teardown
-    os.kill(cluster.workers.pop(hit[0]), signal.SIGKILL)
+    cluster.note()
+    raylet = cluster.workers.pop(hit[0])
+    procs = list(_procs())
+    node = {raylet}  # the raylet and every process under it: the node is gone at once
+    while True:
+        more = {pid for pid, ppid, _ in procs if ppid in node} - node
+        if not more:
+            break
+        node |= more
+    for pid in [raylet, *(node - {raylet})]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_a_climb_survives_the_loss_of_a_worker_node_mid_step(cluster, tmp_path):
@@ -217,7 +231,7 @@ def test_a_comparison_survives_the_loss_of_a_worker_node(cluster, tmp_path):
     both_running = lambda: all((r / "config.json").exists() and not (r / "results.json").exists() for r in runs)
     kill_a_worker_node_when(cluster, "run_call", p, both_running)
     stdout, stderr = p.communicate(timeout=WAIT)
-    assert p.returncode == 0, stderr[-3000:]
+    assert p.returncode == 0, (stdout[-2000:], stderr[-3000:], sorted(str(f.relative_to(out)) for f in out.rglob("*")))
     assert "| none |" in stdout and "| random |" in stdout
     summary = json.loads((out / "compare.json").read_text())
     assert sorted(summary["runs"]) == ["none-seed0", "random-seed0"]
