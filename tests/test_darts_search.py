@@ -244,6 +244,30 @@ def test_budget_stops_between_epochs_and_resume_checks_the_config(tmp_path):
     assert more["epochs_done"] == 2 and more["stopped"] is None
 
 
+def test_a_search_whose_epoch_outlasts_its_share_stops_within_it(tmp_path):
+    """SDARTS-ADV (ten forward-backward passes a step) with one epoch of 323 small steps, longer
+    than its share (half of a 30 s budget; the search's start-up takes seconds of it, too): the
+    search stops mid-epoch, within its share, and the derived network trains in the rest. Stated
+    slack past the share: 25% of the budget (the step in flight and the epoch's validation pass,
+    on a busy 2-core CPU)."""
+    from nash.search import DartsConfig, run_searcher
+    from nash.search.budget import Budget
+    budget = 30.0
+    cfg = DartsConfig(data="digits", device="cpu", budget=budget, smooth="adv", channels=4, layers=3, batch_size=2,
+                      train_channels=4, train_layers=2, train_batch_size=64)
+    res = run_searcher("darts", cfg, out=tmp_path / "run")
+    run = RunDir.open(tmp_path / "run")
+    share_ends = Budget.for_run(budget, 0.0).share(cfg.search_share).deadline  # on the run's clock
+    epoch, = run.events("darts_epoch")
+    done, = run.events("darts_done")
+    final, = run.events("final")
+    assert epoch["steps"] < 323 and done["stopped"] == "budget"  # cut mid-epoch
+    assert epoch["elapsed"] <= share_ends + 0.25 * budget
+    # the derived network gets its part: more than the one epoch it always trains, for at
+    # least a quarter of the time after the share
+    assert res["epochs"] > 1 and final["elapsed"] - done["elapsed"] >= 0.25 * (budget - share_ends)
+
+
 @pytest.mark.parametrize("bad", [dict(order=3), dict(epochs=0), dict(w_lr=-1), dict(layers=0),
                                  dict(selector="bogus")])
 def test_config_errors_are_one_line(bad):
