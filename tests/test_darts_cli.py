@@ -20,8 +20,8 @@ def test_darts_search_trains_its_genotype_and_seeds_a_climb(tmp_path):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())
     # ten classes, chance is 0.1; the derived net's training on 144 images measured 0.43-0.65
-    # over seeds and genotypes
-    assert res["final"]["test_acc"] > 0.3 and res["final"]["params"] > 0
+    # over seeds and genotypes (0.59 here): half of that fails
+    assert res["final"]["test_acc"] > 0.35 and res["final"]["params"] > 0
     assert res["genotype"] == (out / "genotype.txt").read_text().strip()
     net = Network.load(out / "best")
     assert net.num_params() == res["params_with_aux"]
