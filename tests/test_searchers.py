@@ -76,7 +76,7 @@ class Handed(Exception):
 
 
 def test_none_and_nash_see_the_same_split_and_budget(tmp_path, monkeypatch):
-    """What run_searcher hands each searcher (the data splits, the deadline), and the start net
+    """What run_searcher hands each searcher (the data splits, the Budget), and the start net
     each makes from them, are the same for the same seed and budget; another seed, another
     split. Bitwise: the same code on the same inputs."""
     from dataclasses import replace
@@ -87,8 +87,8 @@ def test_none_and_nash_see_the_same_split_and_budget(tmp_path, monkeypatch):
     seen = {}
 
     def stand_in(name):
-        def run(cfg, data, run, deadline, reporter, executor):
-            seen[name] = (cfg, data, deadline)
+        def run(cfg, data, run, budget, reporter, executor):
+            seen[name] = (cfg, data, budget)
             raise Handed
         return run
     for name in ("nash", "none"):
@@ -102,7 +102,7 @@ def test_none_and_nash_see_the_same_split_and_budget(tmp_path, monkeypatch):
     (ca, a, da), (cb, b, db) = seen[("nash", 3)], seen[("none", 3)]
     for split in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
         assert torch.equal(getattr(a, split), getattr(b, split)), split
-    assert da == db and started < da <= started + 30.0
+    assert da == db and started < da.deadline <= started + 30.0 and da.origin == started
     sa, sb = make_start_net(ca, a).state_dict(), make_start_net(cb, b).state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(seen[("none", 4)][1].val_y, a.val_y)
