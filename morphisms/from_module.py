@@ -32,6 +32,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import Conv2d
 from .errors import GraphError, MorphismError
 from .graph import add_layer, new_graph
 from .layers import layer
@@ -285,6 +286,8 @@ class _Importer:
 
     def _module(self, n: fx.Node, m: nn.Module):
         where, t = n.target, type(m)
+        if t is Conv2d:  # the engine's own conv (a Network's, or one written with it): nn.Conv2d's function
+            t = nn.Conv2d
         if t is nn.Identity:
             return self._val(n.args[0])
         x = self._val(n.args[0]) if n.args else None
