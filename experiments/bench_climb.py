@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nash.search.climb as climb  # noqa: E402
-import nash.search.executors as executors  # noqa: E402
+import nash.search.jobs as jobs  # noqa: E402
 from nash.allocator import keep_freed_memory  # noqa: E402
 from nash.data import Augment, DataSplits  # noqa: E402
 from nash.rundir import RunDir  # noqa: E402
@@ -59,8 +59,8 @@ def instrument():
     climb.random_morphisms = timed("morphisms (apply + calibrate)", climb.random_morphisms)
     # climb.py calls copy.deepcopy only to copy the parent into its candidate list
     climb.copy = type("copy_module", (), {"deepcopy": staticmethod(timed("copy parent", copy.deepcopy))})
-    executors.sgdr_train = timed("training", executors.sgdr_train)
-    executors.evaluate = timed("evaluation", executors.evaluate)
+    jobs.sgdr_train = timed("training", jobs.sgdr_train)
+    jobs.evaluate = timed("evaluation", jobs.evaluate)
     RunDir.save_checkpoint = timed("checkpoint", RunDir.save_checkpoint)
     RunDir.event = timed("events", RunDir.event)
     candidates = climb.HillClimber._candidates

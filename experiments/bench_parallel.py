@@ -35,7 +35,8 @@ import torch
 from morphisms import random_morphisms
 from nash.search import ClimbConfig, load_data
 from nash.search.climb import child_seed, make_start_net
-from nash.search.executors import ChildOrigin, LocalExecutor, TrainJob, TrainSettings
+from nash.search.executors import LocalExecutor
+from nash.search.jobs import ChildOrigin, TrainJob, TrainSettings
 
 
 def step_jobs(parent, data, args, calib):

@@ -110,7 +110,7 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
                 runs[(m, seed)] = RunDir(path).read_json("results.json")
                 continue
             resume = (path / "config.json").exists()
-            where = path if executor is None or executor.name == "local" else path.resolve()  # a worker's cwd differs
+            where = path if executor is None or executor.in_process else path.resolve()  # a worker's cwd differs
             todo.append((m, seed, (m, str(where), None if resume else configs[(m, seed)], quiet)))
 
     def done(i, res):

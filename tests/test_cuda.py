@@ -279,7 +279,7 @@ def test_ray_gpu_tasks_each_get_a_fresh_worker_on_their_gpu():
     its CUDA context is made for that GPU. A run on the CPU on the same machine: its tasks ask for
     no GPU and never touch CUDA."""
     pytest.importorskip("ray")
-    from nash.search.executors import TrainJob, TrainSettings
+    from nash.search.jobs import TrainJob, TrainSettings
     from nash.search.ray_executor import RayExecutor, _data_on
     d = digits_on_cuda(300)
     settings = TrainSettings(0.05, 0.0, 64, d.augment)

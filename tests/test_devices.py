@@ -278,7 +278,7 @@ def test_a_ray_task_of_a_cpu_run_trains_on_the_cpu(monkeypatch):
 
 
 def _rebuild_job(digits):
-    from nash.search.executors import ChildOrigin, TrainJob, TrainSettings, net_fingerprint
+    from nash.search.jobs import ChildOrigin, TrainJob, TrainSettings, net_fingerprint
     torch.manual_seed(0)
     parent = start_net(1, 10, (4, 8), digits.image_size)
     origin = ChildOrigin(parent, 1, 0, None, [])
@@ -295,7 +295,7 @@ def test_a_ray_rebuild_that_fails_in_torch_is_the_tasks_error(digits, monkeypatc
     is raised as the task's own."""
     pytest.importorskip("ray")
     import ray
-    from nash.search import executors, ray_executor
+    from nash.search import jobs, ray_executor
     monkeypatch.setattr(ray_executor, "_cached", lambda kind, box, device, prepare: prepare(box[0]))
     monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
     job, rebuild, (data, settings) = _rebuild_job(digits)
@@ -308,7 +308,7 @@ def test_a_ray_rebuild_that_fails_in_torch_is_the_tasks_error(digits, monkeypatc
 
     def oom(self):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    monkeypatch.setattr(executors.ChildOrigin, "build", oom)
+    monkeypatch.setattr(jobs.ChildOrigin, "build", oom)
     with pytest.raises(RuntimeError, match="out of memory"):
         ray_executor.run_job(job, None, rebuild, [data], settings, opts)
     assert torch.get_num_threads() == 1
@@ -317,7 +317,7 @@ def test_a_ray_rebuild_that_fails_in_torch_is_the_tasks_error(digits, monkeypatc
 def test_the_ray_executor_is_told_the_runs_device():
     pytest.importorskip("ray")
     from nash.errors import OptionError
-    from nash.search.executors import make_executor
+    from nash.search.executors import LocalExecutor, make_executor
     from nash.search.ray_executor import RayExecutor, _device_type
     assert _device_type("cpu") == "cpu" and _device_type(torch.device("cuda", 1)) == "cuda"
     assert _device_type("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -325,4 +325,4 @@ def test_the_ray_executor_is_told_the_runs_device():
         RayExecutor(gpus_per_candidate=0.5, device="cpu")  # refused before Ray starts
     with pytest.raises(OptionError, match="unknown device"):
         make_executor("ray", device="nonsense")
-    assert make_executor("local", device="cpu").name == "local"  # the local executor takes a device too
+    assert isinstance(make_executor("local", device="cpu"), LocalExecutor)  # the local executor takes a device too

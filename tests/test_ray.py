@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from nash.cli import main
 from nash.search import ClimbConfig, RandomConfig, load_data, run_searcher
-from nash.search.executors import RAY_MISSING, LocalExecutor, TrainJob, TrainSettings, make_executor
+from nash.search.executors import RAY_MISSING, LocalExecutor, make_executor
+from nash.search.jobs import TrainJob, TrainSettings
 
 WALL_CLOCK = ("time", "elapsed", "seconds", "wall")
 TINY = dict(widths=(8, 16), subset=400, device="cpu", seed=1, epoch_final=1)

@@ -35,7 +35,8 @@ from . import plan
 from .budget import EPOCH_MARGIN, PAPER_PRETRAIN_SHARE, PLANNED_MARGIN, PREDICTION_MARGIN, STEP_SHARE, Budget, \
     timed_epochs
 from .contract import StartNetConfig, write_results
-from .executors import ChildOrigin, LocalExecutor, TrainJob, TrainOutcome, TrainSettings, train_candidate
+from .executors import LocalExecutor
+from .jobs import ChildOrigin, TrainJob, TrainOutcome, TrainSettings, train_candidate
 from .start import start_network
 
 SCHEDULES = ("budget", "paper")

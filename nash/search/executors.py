@@ -1,139 +1,40 @@
-"""Executors: who trains a step's candidates.
+"""Executors: who trains a step's candidates (the job types are jobs.py's).
 
-A step hands an executor a list of `TrainJob`s and one `shared` object (the data and the
-training settings, the same for every job of the step). The executor runs
-`train_candidate(job, shared)` for each job, calls `on_done(outcome)` as each one finishes (so
-a progress bar advances whichever worker ran it) and returns the outcomes in job order.
-
-Results never depend on the executor: a job carries everything that decides its result (the
-network with its weights, the slice of the schedule, the seed), and `train_candidate` is a pure
-function of (job, shared). `local` runs the jobs in this process, one after another; `ray`
-(nash.search.ray_executor) runs one Ray task per job.
-
-A job for a fresh (untrained) candidate may also say how its network was made: `origin`, the
-parent and the seed of `random_morphisms`. A remote executor then ships the parent once per step
-and rebuilds each child where it trains, instead of shipping every child; `local` ignores it.
-
-Every executor has `map(jobs, shared, on_done)`, `run_many(fn, calls, on_done)` (whole
-functions, e.g. the runs of `nash compare`), `parallelism` (how many jobs run at once) and
-`close()`; `make_executor(name, **options)` builds one by name.
+An executor's `map(jobs, shared, on_done)` runs `train_candidate(job, shared)` for each job,
+calls `on_done(outcome)` as each one finishes (so a progress bar advances whichever worker ran
+it) and returns the outcomes in job order; `run_many(fn, calls, on_done)` does the same for
+whole functions (the runs of `nash compare`). `local` runs them in this process, one after
+another; `ray` (nash.search.ray_executor) runs one Ray task each. `make_executor(name,
+**options)` builds one by name, importing Ray only for `ray`.
 """
 from __future__ import annotations
 
-import copy
-import hashlib
-import time
-from dataclasses import dataclass, field
+from typing import Protocol
 
-import torch
-
-from morphisms import Network, random_morphisms
-
-from ..data import Augment, DataSplits
 from ..errors import OptionError
-from ..train import evaluate, sgdr_train
+from .jobs import TrainJob, TrainOutcome, train_candidate
 
 
-@dataclass
-class TrainSettings:
-    """How every candidate of a step trains (one SGDR slice), apart from its own slice and seed."""
-    lr_start: float
-    lr_end: float
-    batch_size: int
-    augment: Augment | None
-    mixup: float = 0.0
+class Executor(Protocol):
+    """What a searcher may ask of any executor."""
+    name: str
+    parallelism: int  # how many jobs run at once: a searcher sizes its batches from it
+    # whether calls run in this process, in its working directory (a remote worker's differs,
+    # so a path handed to it must be absolute)
+    in_process: bool
 
+    def map(self, jobs: list[TrainJob], shared, on_done=None) -> list[TrainOutcome]: ...
 
-@dataclass
-class TrainJob:
-    key: int  # the candidate's index in its step
-    net: Network  # trained in place by `local`; a copy travels to a remote worker
-    epochs: int
-    cycle: tuple[float, float]  # the part of one cosine cycle these epochs cover
-    seed: int
-    deadline: float | None = None  # a job that would start after it is skipped, not run
-    required: bool = False  # runs even past the deadline (the parent: a step always has it)
-    origin: ChildOrigin | None = None  # how `net` was made from its parent, while it is untrained
+    def run_many(self, fn, calls: list[tuple], on_done=None) -> list: ...
 
-
-class RebuildMismatch(RuntimeError):
-    """A rebuilt child is not the child made at dispatch (it drew other moves)."""
-
-
-@dataclass
-class ChildOrigin:
-    """A fresh candidate as a pure function of its parent: `random_morphisms(parent, n,
-    rng=seed, calibrate=calibrate, max_macs=max_macs)` (n = 0: a copy of the parent). `moves` are the morphisms
-    that call drew where the candidate was made (before any executor saw it): a rebuild must
-    draw the same."""
-    parent: Network
-    n: int
-    seed: int
-    calibrate: torch.Tensor | None
-    moves: list
-    max_macs: int | None = None
-
-    def build(self) -> Network:
-        if self.n == 0:
-            return copy.deepcopy(self.parent)
-        child, applied = random_morphisms(self.parent, self.n, rng=self.seed, calibrate=self.calibrate,
-                                          max_macs=self.max_macs)
-        if list(applied) != list(self.moves):
-            raise RebuildMismatch(f"rebuilding a child drew {[str(m) for m in applied]}, not "
-                               f"{[str(m) for m in self.moves]}")
-        return child
-
-
-def net_fingerprint(net: Network) -> str:
-    """A digest of a network's graph and every tensor of its state, bit for bit."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr(net.to_json()).encode())
-    for name, t in net.state_dict().items():
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-@dataclass
-class TrainOutcome:
-    key: int
-    net: Network | None
-    epochs: int = 0
-    seconds: float = 0.0
-    train_loss: float | None = None
-    train_acc: float | None = None
-    val_acc: float | None = None
-    val_loss: float | None = None
-    failed: str | None = None  # why it has no score: non-finite loss, skipped, worker lost
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.failed is None and self.val_acc is not None
-
-
-def train_candidate(job: TrainJob, shared: tuple[DataSplits, TrainSettings], on_epoch=None) -> TrainOutcome:
-    """Train one candidate for its slice and score it on the validation split.
-    on_epoch(epoch, result so far): progress, where the caller is in this process."""
-    data, s = shared
-    if job.deadline is not None and not job.required and time.time() > job.deadline:
-        return TrainOutcome(job.key, job.net, failed="skipped: the budget ran out before it started")
-    res = sgdr_train(job.net, data.train_x, data.train_y, job.epochs, s.lr_start, s.lr_end,
-                     batch_size=s.batch_size, aug=s.augment, mixup_alpha=s.mixup, seed=job.seed,
-                     cycle=job.cycle, deadline=None if job.required else job.deadline, on_epoch=on_epoch)
-    out = TrainOutcome(job.key, job.net, res.epochs, res.seconds, res.train_loss, res.train_acc, failed=res.failed)
-    if res.failed is None and res.epochs < job.epochs:
-        out.failed = f"cut off by the budget after {res.epochs} of {job.epochs} epochs"
-    if out.failed is None:
-        out.val_acc, out.val_loss = evaluate(job.net, data.val_x, data.val_y)
-    return out
+    def close(self) -> None: ...
 
 
 class LocalExecutor:
     """In this process, one job after another (the default)."""
     name = "local"
     parallelism = 1
+    in_process = True
 
     def map(self, jobs: list[TrainJob], shared, on_done=None) -> list[TrainOutcome]:
         outcomes = []
@@ -163,7 +64,7 @@ EXECUTORS = ("local", "ray")
 RAY_MISSING = "the ray executor needs Ray: pip install 'nash[ray]'"
 
 
-def make_executor(name: str = "local", **options):
+def make_executor(name: str = "local", **options) -> Executor:
     """An executor by name; `options` (address, gpus_per_candidate, cpus_per_candidate, temp_dir)
     are the ray executor's, and None means its default; `device`, the run's, is for every
     executor (local: the run puts its work there itself). Ray is imported only for `ray`."""

@@ -27,7 +27,8 @@ from . import plan
 from .climb import ClimbConfig, child_seed, make_start_net, net_from_state, net_state
 from .budget import Budget, timed_epochs
 from .contract import StartNetConfig, write_results
-from .executors import LocalExecutor, TrainJob, TrainSettings, train_candidate
+from .executors import LocalExecutor
+from .jobs import TrainJob, TrainSettings, train_candidate
 
 
 @dataclass

@@ -48,7 +48,7 @@ from ray.exceptions import RayError, RayTaskError
 from .. import allocator
 from ..data import DataSplits
 from ..errors import NashError, OptionError
-from .executors import ChildOrigin, RebuildMismatch, TrainJob, TrainOutcome, net_fingerprint, train_candidate
+from .jobs import ChildOrigin, RebuildMismatch, TrainJob, TrainOutcome, net_fingerprint, train_candidate
 
 REBUILT_DIFFERS = "rebuilt child differs"  # a worker's answer that makes the job go again, with its net
 
@@ -218,6 +218,7 @@ class RayExecutor:
     CUDA where this process has it, as --device auto); `map` follows its data's device, so a
     resumed run keeps the device it was started on, and `run_many` runs on this one."""
     name = "ray"
+    in_process = False  # parallelism: set from the cluster's resources (_slots)
     runner = staticmethod(run_job)  # the task's body (tests swap in one that kills its worker)
 
     def __init__(self, address: str | None = None, gpus_per_candidate: float | None = None,
