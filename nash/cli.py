@@ -15,11 +15,12 @@ import click
 
 from morphisms import GraphError, MorphismsError
 
-from .budget import parse_budget
-from .data import DATASETS
+from .cli_options import config_options
+from .darts import METHODS, SELECTORS, SMOOTHERS, SPACES
 from .errors import NashError, OptionError
 from .rundir import RunDir, default_run_path
-
+from .search import ClimbConfig, DartsConfig, SearchConfig, StartNetConfig
+from .search.executors import EXECUTORS
 
 
 # Errors a user can cause: nash's one base and the morphism engine's own.
@@ -75,16 +76,9 @@ def main():
     keep_freed_memory()
 
 
-def data_options(fn):
-    """--data, --data-dir, --subset and --device, alike for every command that trains."""
-    for option in reversed([
-        click.option("--data", default="digits", show_default=True, help=f"Data set: {', '.join(DATASETS)}."),
-        click.option("--data-dir", type=click.Path(), default=None, help="Folder holding the data set's files."),
-        click.option("--subset", type=int, default=None, help="Use this many training images (quick runs)."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
-    ]):
-        fn = option(fn)
-    return fn
+DATA_FIELDS = ("data", "data_dir", "subset", "device")
+# --data, --data-dir, --subset and --device, alike for every command that trains
+data_options = config_options(SearchConfig, only=DATA_FIELDS)
 
 
 def _load_data(name, data_dir, subset, val_fraction, seed, device):
@@ -102,17 +96,6 @@ def _changes_on_resume(ctx, params: dict) -> dict:
             if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE and k not in ("resume", "out", "quiet")}
 
 
-def _parse_budget(budget):
-    return parse_budget(budget) if budget else None
-
-
-def _parse_widths(widths: str) -> tuple:
-    try:
-        return tuple(int(w) for w in widths.split(","))
-    except ValueError:
-        raise OptionError(f"--widths {widths!r} is not a comma-separated list of integers") from None
-
-
 def _run(name, cfg_kw: dict, out, resume, quiet, started, ctx=None, **kw):
     from .progress import Reporter
     from .search import run_searcher, searcher
@@ -123,21 +106,20 @@ def _run(name, cfg_kw: dict, out, resume, quiet, started, ctx=None, **kw):
                         **kw)
 
 
+START_FIELDS = ("start", "new_head")
+
+
 def start_options(fn):
-    """Where a search starts: a saved nash network or the user's own PyTorch model."""
+    """Where a search starts: a saved nash network (--start) or the user's own PyTorch model."""
     for option in reversed([
-        click.option("--start", type=click.Path(), default=None, help="Start from a saved network (e.g. "
-                     "RUN_DIR/best)."),
         click.option("--start-module", default=None, metavar="FILE.py:FACTORY", help="Start from your own PyTorch "
                      "model: FACTORY() in FILE.py returns the nn.Module (imported through torch.fx; a copy is kept "
                      "in the run directory)."),
         click.option("--start-weights", type=click.Path(), default=None, help="A state dict for --start-module's "
                      "model (torch.save(model.state_dict(), W.pt))."),
-        click.option("--new-head", is_flag=True, help="A start network with another number of "
-                     "classes than the data gets a new linear classifier (else refused)."),
     ]):
         fn = option(fn)
-    return fn
+    return config_options(StartNetConfig, only=START_FIELDS)(fn)
 
 
 def _take_start_module(kw: dict, resume=None) -> None:
@@ -158,7 +140,7 @@ def _take_start_module(kw: dict, resume=None) -> None:
 def executor_options(fn):
     """--executor and the ray executor's options, alike for climb and compare."""
     for option in reversed([
-        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+        click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
                      help="Who trains a step's candidates (compare: the runs): here one after another, or one "
                           "Ray task each, in parallel (pip install 'nash[ray]')."),
         click.option("--ray-address", default=None, help="ray: a running cluster (auto, HOST:PORT); default: a "
@@ -194,33 +176,7 @@ def _print_results(results: dict, out_hint: str) -> None:
 
 
 @main.command()
-@click.option("--budget", default=None, help="Wall-clock budget for the whole run: 12h, 90m, 45s, 1h30m.")
-@click.option("--schedule", type=click.Choice(["budget", "paper"]), default="budget", show_default=True,
-              help="budget: one learning-rate cycle for the lineage, successive halving in each step, sized from "
-                   "the budget. paper: exactly Algorithm 1 (a full SGDR cycle per candidate).")
-@click.option("--steps", type=int, default=None, help="Hill-climbing steps (default: planned from --budget; 5 "
-              "without one).")
-@click.option("--n-neigh", type=int, default=8, show_default=True, help="Candidates per step (the parent is one).")
-@click.option("--n-nm", type=int, default=5, show_default=True, help="Random morphisms per child.")
-@click.option("--epoch-neigh", type=int, default=17, show_default=True, help="Epochs per step's candidates (paper "
-              "schedule; without a budget also the budget schedule's step length).")
-@click.option("--epoch-final", type=int, default=20, show_default=True, help="Epochs for the winner (without a "
-              "budget).")
-@click.option("--lr-start", type=float, default=0.05, show_default=True)
-@click.option("--lr-end", type=float, default=0.0, show_default=True)
-@click.option("--pretrain-epochs", type=int, default=20, show_default=True, help="Epochs for the start net "
-              "(without a budget; the budget schedule pretrains for 30% of the cycle).")
-@click.option("--search-share", type=float, default=0.2, show_default=True,
-              help="budget schedule: the share of the budget spent on candidates that lose.")
-@click.option("--max-growth", type=float, default=2.0, show_default=True,
-              help="budget schedule: a child may cost at most this many times its parent per epoch (MACs).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@data_options
-@click.option("--val-fraction", type=float, default=0.1, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--widths", default="64,128,256", show_default=True, help="Start net conv widths.")
-@click.option("--cutout", type=int, default=0, show_default=True, help="Cutout square size (0: off).")
-@click.option("--mixup", type=float, default=0.0, show_default=True, help="Mixup alpha (0: off).")
+@config_options(ClimbConfig, exclude=START_FIELDS)
 @start_options
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/nash-<time>).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
@@ -228,10 +184,9 @@ def _print_results(results: dict, out_hint: str) -> None:
 @executor_options
 @click.pass_context
 @one_line_errors
-def climb(ctx, out, resume, quiet, budget, widths, **kw):
+def climb(ctx, out, resume, quiet, **kw):
     """Hill-climb with network morphisms (NASH), then train the winner."""
     started = time.time()
-    kw.update(budget=_parse_budget(budget), widths=_parse_widths(widths))
     _take_start_module(kw, resume)
     executor = _executor(kw, kw.get("device"))  # not part of the run's config: a resume may change it
     try:
@@ -241,51 +196,26 @@ def climb(ctx, out, resume, quiet, budget, widths, **kw):
     _print_results(results, str(Path(results["run_dir"]) / "results.json"))
 
 
+# DartsConfig's fields whose choices and names the CLI gives (nash/darts keeps the registries)
+DARTS_OPTIONS = {
+    "method": {"choices": METHODS},
+    "order": {"choices": (1, 2)},  # strategy_for: first or second order
+    "smooth": {"choices": SMOOTHERS},
+    "selector": {"choices": SELECTORS, "option": "--select"},
+    "space": {"choices": SPACES},
+}
+
+
 @main.command()
-@click.option("--method", type=click.Choice(["darts", "milenas", "nasp"]), default="darts", show_default=True,
-              help="Architecture update: DARTS, MiLeNAS mixed-level, NASP proximal.")
-@click.option("--order", type=click.Choice(["1", "2"]), default="1", show_default=True,
-              help="DARTS first or second order architecture gradient.")
-@click.option("--smooth", type=click.Choice(["none", "rs", "adv"]), default="none", show_default=True,
-              help="SDARTS smoothing of the weight step: random (rs) or adversarial (adv) perturbation.")
-@click.option("--epsilon", type=float, default=0.3, show_default=True, help="SDARTS perturbation size (ramped "
-              "from 0.03).")
-@click.option("--lam", type=float, default=1.0, show_default=True, help="MiLeNAS weight of the validation loss.")
-@click.option("--select", "selector", type=click.Choice(["argmax", "pt"]), default="argmax", show_default=True,
-              help="Genotype from the alphas (argmax) or by perturbation (PT).")
-@click.option("--pt-tune-epochs", type=int, default=5, show_default=True, help="PT: fine-tuning between decisions.")
-@click.option("--space", type=click.Choice(["darts", "nb201"]), default="darts", show_default=True,
-              help="Cell search space.")
-@click.option("--track-hessian", is_flag=True, help="Record the dominant Hessian eigenvalue w.r.t. the alphas "
-              "per epoch.")
-@click.option("--epochs", type=int, default=50, show_default=True, help="Search epochs (reference: 50).")
-@click.option("--budget", default=None, help="Wall-clock budget for search + training the result: 20m, 12h, ...")
-@click.option("--search-share", type=float, default=0.5, show_default=True,
-              help="With --budget: the share of it given to the search; the rest trains the derived net.")
-@click.option("--channels", type=int, default=16, show_default=True, help="Supernet initial channels.")
-@click.option("--layers", type=int, default=8, show_default=True, help="Supernet cells.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--train-epochs", type=int, default=600, show_default=True, help="Epochs to train the derived net.")
-@click.option("--train-channels", type=int, default=None, help="Derived net's channels (default 36 for 32x32 "
-              "inputs, else 16).")
-@click.option("--train-layers", type=int, default=None, help="Derived net's cells (default 20 for 32x32 inputs, "
-              "else 8).")
-@click.option("--train-batch-size", type=int, default=96, show_default=True)
-@click.option("--auxiliary/--no-auxiliary", default=None, help="Auxiliary head (default: on for 32x32 inputs).")
-@click.option("--drop-path", type=float, default=0.2, show_default=True)
-@click.option("--cutout", type=int, default=None, help="Cutout size for training the derived net (default 16 "
-              "for 32x32 inputs, else off).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@data_options
+@config_options(DartsConfig, overrides=DARTS_OPTIONS)
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/darts-<time>).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the search in this run directory.")
 @click.option("--quiet", is_flag=True)
 @click.pass_context
 @one_line_errors
-def darts(ctx, out, resume, quiet, budget, order, **kw):
+def darts(ctx, out, resume, quiet, **kw):
     """Differentiable search (DARTS family) in a cell space; then train the derived cell."""
     started = time.time()
-    kw.update(budget=_parse_budget(budget), order=int(order))
     results = _run("darts", kw, out, resume, quiet, started, ctx)
     click.echo(results["genotype"])
     _print_results(results, str(Path(results["run_dir"]) / "results.json"))
@@ -293,30 +223,24 @@ def darts(ctx, out, resume, quiet, budget, order, **kw):
 
 @main.command("train-genotype")
 @click.argument("genotype")
-@click.option("--epochs", "train_epochs", type=int, default=600, show_default=True)
-@click.option("--budget", default=None, help="Wall-clock budget: fit the epochs into it.")
-@click.option("--channels", "train_channels", type=int, default=None, help="Default 36 for 32x32 inputs, else 16.")
-@click.option("--layers", "train_layers", type=int, default=None, help="Default 20 for 32x32 inputs, else 8.")
-@click.option("--batch-size", "train_batch_size", type=int, default=96, show_default=True)
-@click.option("--auxiliary/--no-auxiliary", default=None, help="Auxiliary head (default: on for 32x32 inputs).")
-@click.option("--drop-path", type=float, default=0.2, show_default=True)
-@click.option("--cutout", type=int, default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
-@data_options
+@config_options(DartsConfig, only=("train_epochs", "budget", "train_channels", "train_layers", "train_batch_size",
+                                   "auxiliary", "drop_path", "cutout", "seed", *DATA_FIELDS),
+                overrides={"train_epochs": {"option": "--epochs"}, "train_channels": {"option": "--channels"},
+                           "train_layers": {"option": "--layers"}, "train_batch_size": {"option": "--batch-size"}})
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/genotype-<time>).")
 @click.option("--quiet", is_flag=True)
 @one_line_errors
-def train_genotype_cmd(genotype, budget, out, quiet, **kw):
+def train_genotype_cmd(genotype, out, quiet, **kw):
     """Train and evaluate a cell: a name (DARTS_V2) or the text "Genotype(normal=[...], ...)"."""
     from .darts import get_genotype
     from .progress import Reporter
-    from .search import Budget, DartsConfig, load_data
+    from .search import Budget, load_data
     from .search.contract import write_results
     from .search.darts import train_and_report
 
     started = time.time()
     geno = get_genotype(genotype)
-    cfg = DartsConfig(budget=_parse_budget(budget), **kw)
+    cfg = DartsConfig(**kw)
     data = load_data(cfg)
     run = RunDir.create(out or default_run_path("genotype"),
                         {"command": "train-genotype", "genotype": str(geno), "config": cfg.to_json()})
@@ -332,10 +256,11 @@ def train_genotype_cmd(genotype, budget, out, quiet, **kw):
               help="Comma-separated searchers: nash, random, none, darts, and the DARTS variants sdarts-rs, "
                    "sdarts-adv, darts-pt, milenas, nasp.")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per method (0, 1, ...).")
-@click.option("--budget", required=True, help="Wall-clock budget of each run: 3m, 30m, 12h, ...")
-@data_options
-@click.option("--val-fraction", type=float, default=0.1, show_default=True)
-@click.option("--widths", default=None, help="Start net conv widths for nash, random and none (default 64,128,256).")
+@config_options(SearchConfig, only=("budget", *DATA_FIELDS, "val_fraction"),
+                overrides={"budget": {"required": True, "help": "Wall-clock budget of each run: 3m, 30m, 12h, ..."}})
+@config_options(StartNetConfig, only=("widths",), overrides={"widths": {
+    "default": None, "help": "Start net conv widths for nash, random and none (default "
+                             f"{','.join(map(str, StartNetConfig.widths))})."}})
 @start_options
 @click.option("--out", type=click.Path(), default=None, help="Comparison folder (default runs/compare-<time>); "
               "run again with the same --out to resume.")
@@ -352,10 +277,10 @@ def compare(methods, seeds, budget, data, data_dir, subset, device, val_fraction
     from .compare import ignoring_start, parse_sets, run_compare
     names = [m.strip() for m in methods.split(",") if m.strip()]
     common = dict(data=data, data_dir=data_dir, subset=subset, device=device, val_fraction=val_fraction,
-                  budget=_parse_budget(budget))
+                  budget=budget)
     overrides = parse_sets(sets)
     if widths:
-        overrides.setdefault("*", {})["widths"] = list(_parse_widths(widths))
+        overrides.setdefault("*", {})["widths"] = list(widths)
     start = {k: ex.pop(k) for k in ("start", "start_module", "start_weights", "new_head")}
     _take_start_module(start)
     if start["start"] is not None:

@@ -45,15 +45,22 @@ SCHEDULES = ("budget", "paper")
 @dataclass
 class ClimbConfig(StartNetConfig):
     """Every knob of a climb; the defaults are the paper's (reference.md) but the schedule."""
-    schedule: str = "budget"
-    n_neigh: int = 8
-    n_nm: int = 5
-    epoch_neigh: int = 17
-    epoch_final: int = 20
-    pretrain_epochs: int = 20
-    steps: int | None = None  # None: 5 (the paper's 12-hour run) without a budget, else planned
-    search_share: float = 0.2  # `budget` schedule: share of the budget for candidates that lose
-    max_growth: float | None = 2.0  # `budget` schedule: a child costs at most this times its parent
+    schedule: str = field(default="budget", metadata={"choices": SCHEDULES, "help": (
+        "budget: one learning-rate cycle for the lineage, successive halving in each step, sized from the budget. "
+        "paper: exactly Algorithm 1 (a full SGDR cycle per candidate).")})
+    n_neigh: int = field(default=8, metadata={"help": "Candidates per step (the parent is one)."})
+    n_nm: int = field(default=5, metadata={"help": "Random morphisms per child."})
+    epoch_neigh: int = field(default=17, metadata={"help": "Epochs per step's candidates (paper schedule; without "
+                                                           "a budget also the budget schedule's step length)."})
+    epoch_final: int = field(default=20, metadata={"help": "Epochs for the winner (without a budget)."})
+    pretrain_epochs: int = field(default=20, metadata={"help": "Epochs for the start net (without a budget; the "
+                                                               "budget schedule pretrains for 30% of the cycle)."})
+    steps: int | None = field(default=None, metadata={"help": "Hill-climbing steps (default: planned from --budget; "
+                                                               "5, the paper's 12-hour run, without one)."})
+    search_share: float = field(default=0.2, metadata={"help": "budget schedule: the share of the budget spent on "
+                                                               "candidates that lose."})
+    max_growth: float | None = field(default=2.0, metadata={"help": "budget schedule: a child may cost at most this "
+                                                                    "many times its parent per epoch (MACs)."})
 
     SELECTS_ON_VALIDATION = True
 

@@ -21,25 +21,33 @@ import dataclasses
 import math
 import os
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
+from ..budget import parse_budget
+from ..data import DATASETS
 from ..errors import OptionError
 from ..rundir import RunDir
 
 
 @dataclass
 class SearchConfig:
-    """What every searcher shares: the data, the seed, the budget, the device."""
-    data: str = "digits"
-    data_dir: str | None = None
-    subset: int | None = None
-    val_fraction: float = 0.1
-    seed: int = 0
-    budget: float | None = None  # seconds of wall-clock for the whole run
-    device: str = "auto"
+    """What every searcher shares: the data, the seed, the budget, the device.
+
+    Each field's metadata says how it reads as an option of the `nash` command (nash/cli_options.py)."""
+    data: str = field(default="digits", metadata={"help": "Data set.", "choices": DATASETS})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder holding the data set's files.",
+                                                         "metavar": "PATH"})
+    subset: int | None = field(default=None, metadata={"help": "Use this many training images (quick runs)."})
+    val_fraction: float = field(default=0.1, metadata={"help": "Share of the training images held out for "
+                                                               "validation."})
+    seed: int = field(default=0, metadata={"help": "Seed of the split, the initialisation and every random draw."})
+    budget: float | None = field(default=None, metadata={  # seconds of wall-clock for the whole run
+        "help": "Wall-clock budget for the whole run: 12h, 90m, 45s, 1h30m.", "parse": parse_budget,
+        "metavar": "DURATION"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ..."})
 
     # Fields a resumed run may take anew from the command line; all others must match.
     RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("budget", "device")
@@ -98,16 +106,18 @@ class SearchConfig:
 class StartNetConfig(SearchConfig):
     """What the searchers that start from the NASH start net (nash, random, none) share: the
     start net and how a network is trained (SGD, one cosine cycle per call)."""
-    lr_start: float = 0.05
-    lr_end: float = 0.0
-    batch_size: int = 128
-    widths: tuple = (64, 128, 256)
-    mixup: float = 0.0
-    cutout: int = 0
+    lr_start: float = field(default=0.05, metadata={"help": "Learning rate at the start of a cosine cycle."})
+    lr_end: float = field(default=0.0, metadata={"help": "Learning rate at the end of a cosine cycle."})
+    batch_size: int = field(default=128, metadata={"help": "Training batch size."})
+    widths: tuple[int, ...] = field(default=(64, 128, 256), metadata={"help": "Start net conv widths."})
+    mixup: float = field(default=0.0, metadata={"help": "Mixup alpha (0: off)."})
+    cutout: int = field(default=0, metadata={"help": "Cutout square size (0: off)."})
     # what to start from instead of the NASH start net: a saved Network (a path); in Python also
     # a Network or an nn.Module (imported through torch.fx), snapshotted into the run directory
-    start: str | None = None
-    new_head: bool = False  # a start network with another number of classes gets a new classifier
+    start: str | None = field(default=None, metadata={"help": "Start from a saved network (e.g. RUN_DIR/best).",
+                                                      "metavar": "PATH"})
+    new_head: bool = field(default=False, metadata={"help": "A start network with another number of classes than "
+                                                            "the data gets a new linear classifier (else refused)."})
 
     def validate(self) -> None:
         super().validate()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..data import DataSplits
 from ..errors import NashError, OptionError
@@ -26,7 +26,8 @@ CHUNK = 0.1  # of the cycle, between checkpoints
 
 @dataclass
 class NoneConfig(StartNetConfig):
-    epochs: int = 125  # without a budget: what the paper's 5-step climb trains its lineage for
+    epochs: int = field(default=125, metadata={"help": "Epochs of the one cycle without a budget (what the paper's "
+                                                      "5-step climb trains its lineage for)."})
 
     def validate(self) -> None:
         super().validate()

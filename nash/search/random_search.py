@@ -13,7 +13,7 @@ locally); each is recorded, in order, when its batch is done. Resumable after ev
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 from morphisms import random_morphisms, reinitialized
@@ -33,12 +33,14 @@ from .jobs import TrainJob, TrainSettings, train_candidate
 
 @dataclass
 class RandomConfig(StartNetConfig):
-    n_neigh: int = 8  # as the climb: sets how many steps a climb plans, so how long sequences are
-    n_nm: int = 5
-    candidates: int = 8  # without a budget
-    epoch_neigh: int = 17
-    epoch_final: int = 20
-    search_share: float = 0.5  # with a budget: the share spent on candidates, before the winner's cycle
+    n_neigh: int = field(default=8, metadata={"help": "As the climb's: sets how many steps a climb plans, so how "
+                                                      "long the morphism sequences are."})
+    n_nm: int = field(default=5, metadata={"help": "Random morphisms per planned climb step."})
+    candidates: int = field(default=8, metadata={"help": "Networks tried without a budget."})
+    epoch_neigh: int = field(default=17, metadata={"help": "Epochs per candidate without a budget."})
+    epoch_final: int = field(default=20, metadata={"help": "Epochs for the winner without a budget."})
+    search_share: float = field(default=0.5, metadata={"help": "With a budget: the share spent on candidates, "
+                                                               "before the winner's cycle."})
 
     SELECTS_ON_VALIDATION = True
 
