@@ -13,6 +13,8 @@ field's metadata, all of it optional:
     option   another name for the option (`--select` for `selector`)
     cli      False: no option (the field is for the Python API and `nash compare --set` only)
     choices  the registry the value comes from (a dict's keys or a sequence of values)
+    noun     what a value is called in the error for one that is not a choice (default: the
+             field's name; `data`: "data set", as the loader says it)
     parse    text -> value, for a field whose text form is not its type (`--budget 12h` is
              seconds); raises ValueError (NashError included) for bad text
     metavar  the placeholder in --help
@@ -30,7 +32,22 @@ import click
 
 from .errors import NashError
 
-SPEC_KEYS = {"help", "option", "cli", "choices", "parse", "metavar", "default", "required"}
+SPEC_KEYS = {"help", "option", "cli", "choices", "noun", "parse", "metavar", "default", "required"}
+
+
+class Known(click.Choice):
+    """One of a registry's names, refused in the words the library uses for it ("unknown data
+    set 'x' (known: ...)"), whichever of the two sees it first."""
+
+    def __init__(self, choices, noun: str):
+        super().__init__(list(choices))
+        self.noun = noun
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"unknown {self.noun} {value!r} (known: {', '.join(map(str, self.choices))})", param, ctx)
 
 
 class Parsed(click.ParamType):
@@ -116,7 +133,7 @@ def field_option(cls, f: dataclasses.Field, spec: dict):
             return click.option(name, f.name, is_flag=True, **kw)
         return click.option(f"{name}/--no-{name[2:]}", f.name, show_default=default is not None, **kw)
     if "choices" in spec:
-        kw["type"] = click.Choice(list(spec["choices"]))
+        kw["type"] = Known(spec["choices"], spec.get("noun", f.name.replace("_", " ")))
     elif "parse" in spec:
         kw["type"] = Parsed(spec["parse"], spec.get("metavar", "TEXT"))
     elif base is tuple:

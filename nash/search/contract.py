@@ -37,7 +37,7 @@ class SearchConfig:
     """What every searcher shares: the data, the seed, the budget, the device.
 
     Each field's metadata says how it reads as an option of the `nash` command (nash/cli_options.py)."""
-    data: str = field(default="digits", metadata={"help": "Data set.", "choices": DATASETS})
+    data: str = field(default="digits", metadata={"help": "Data set.", "choices": DATASETS, "noun": "data set"})
     data_dir: str | None = field(default=None, metadata={"help": "Folder holding the data set's files.",
                                                          "metavar": "PATH"})
     subset: int | None = field(default=None, metadata={"help": "Use this many training images (quick runs)."})
