@@ -34,7 +34,7 @@ import torch
 
 from morphisms import random_morphisms
 from nash.search import ClimbConfig, load_data
-from nash.search.climb import child_seed, make_start_net
+from nash.search.kit import child_seed, make_start_net
 from nash.search.executors import LocalExecutor
 from nash.search.jobs import ChildOrigin, TrainJob, TrainSettings
 

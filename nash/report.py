@@ -59,7 +59,9 @@ def climb_figure(run: RunDir):
     return fig
 
 
-def write_climb_report(run: RunDir, best: Network, rep=None) -> None:
+def write_run_report(run: RunDir, best: Network, rep=None) -> None:
+    """The plots and drawings of a finished run: climb.png (steps, or candidates), the best
+    network's drawing and its DOT text. A drawing never loses a run."""
     try:
         plot_climb(run, run.path / "climb.png")
         draw_network(best, run.path / "architecture.png")

@@ -68,13 +68,17 @@ def autocast_for(device: torch.device):
     return nullcontext() if dtype is None else torch.autocast(torch.device(device).type, dtype=dtype)
 
 
-def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr_start: float = 0.05,
+def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, lr_start: float = 0.05,
                lr_end: float = 0.0, batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4,
                aug=None, mixup_alpha: float = 0.0, grad_clip: float | None = None, aux_weight: float = 0.0,
                drop_path: float = 0.0, seed: int = 0, on_epoch=None, deadline: float | None = None,
                decay_all: bool = False, cycle: tuple[float, float] = (0.0, 1.0),
                opt_state: dict | None = None) -> TrainResult:
     """Train `net` in place for `epochs` epochs of one cosine cycle; return what happened.
+
+    epochs may be fractional (a budget's last epoch): the cycle is then round(epochs * steps per
+    epoch) optimizer steps, the last epoch cut short where they end, so the learning rate still
+    reaches lr_end at the end of the time there is.
 
     cycle: the part (u0, u1) of one cosine cycle these epochs cover, 0 <= u0 <= u1 <= 1 (default:
     the whole cycle). A climb trains its lineage in such slices, so the pieces a network goes
@@ -108,18 +112,20 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
     u0, u1 = cycle
     if not 0.0 <= u0 <= u1 <= 1.0:
         raise ValueError(f"cycle {cycle} is not a part (u0, u1) of [0, 1]")
-    total = max(1, epochs * steps_per_epoch)
+    total = max(1, round(epochs * steps_per_epoch))
     has_aux = bool(getattr(net, "_aux", None)) and aux_weight > 0
     drop_modules = [m for m in net.modules() if hasattr(m, "drop_prob")]
     step, images, t0 = 0, 0, time.time()
     loss_sum = correct = seen = 0.0
     failed = None
     done_epochs = 0
-    for epoch in range(epochs):
+    for epoch in range(math.ceil(epochs)):
         for m in drop_modules:
             m.drop_prob = drop_path * (u0 + (u1 - u0) * epoch / max(epochs, 1))
         loss_sum = correct = seen = 0.0
         for xb, yb in iterate_batches(x, y, batch_size, shuffle=True, generator=gen, aug=aug, drop_last=drop_last):
+            if step >= total:  # a fractional last epoch ends here
+                break
             xb = xb.contiguous(memory_format=torch.channels_last)
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(u0 + (u1 - u0) * step / total, 1.0, lr_start, lr_end)
@@ -160,7 +166,7 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr
         if not math.isfinite(float(loss_sum)):
             failed = f"non-finite loss in epoch {epoch + 1}"
             break
-        done_epochs = epoch + 1
+        done_epochs = epoch + 1 if step < total else epochs
         if on_epoch is not None:
             on_epoch(done_epochs, _result(loss_sum, correct, seen, done_epochs, step, t0, images, None))
         if deadline is not None and time.time() > deadline:

@@ -241,7 +241,7 @@ def test_nasp_mask_is_made_on_the_gpu_as_on_the_host():
 
 def test_seeded_inits_leave_the_cuda_generator_alone():
     from nash.darts.search import build, search_config
-    from nash.search.climb import make_start_net
+    from nash.search.kit import make_start_net
     d = digits_on_cuda(200)
     torch.cuda.manual_seed(1234)
     state = torch.cuda.get_rng_state()

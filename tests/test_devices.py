@@ -109,7 +109,7 @@ def test_a_cpu_climb_draws_no_cuda_seed(digits, monkeypatch):
     reseed every GPU for good. The seeded inits seed the CPU generator only."""
     from nash.darts.search import build, search_config, train_genotype
     from nash.search import ClimbConfig
-    from nash.search.climb import make_start_net
+    from nash.search.kit import make_start_net
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)  # what the old code did: the same CPU init
         want = start_net(1, 10, (4, 8), digits.image_size).state_dict()

@@ -16,6 +16,7 @@ TINY = {
     "nash": {"widths": (16, 32), "n_neigh": 3, "n_nm": 2},
     "random": {"widths": (16, 32), "n_neigh": 3, "n_nm": 2},
     "none": {"widths": (16, 32)},
+    "retrain": {"widths": (16, 32), "start": "cmp/nash-seed0/best"},  # round trip only: no such run
     "darts": {"channels": 4, "layers": 2, "batch_size": 32, "train_channels": 4, "train_layers": 2,
               "train_batch_size": 64},
 }
@@ -83,7 +84,7 @@ def test_none_and_nash_see_the_same_split_and_budget(tmp_path, monkeypatch):
 
     import torch
 
-    from nash.search.climb import make_start_net
+    from nash.search.kit import make_start_net
     seen = {}
 
     def stand_in(name):
@@ -169,7 +170,9 @@ def test_a_killed_run_resumes(tmp_path, method):
     assert "resumed" in r.stderr
     events = (run / "events.jsonl").read_text().splitlines()
     assert events[:kept] == killed[:kept]
-    opening = json.loads(events[0])["event"]  # "start", "random_start": a run's first
+    # "start", "random_start": a run's first (the budget schedule's plan comes before it and again
+    # at every step)
+    opening = next(e for e in (json.loads(l)["event"] for l in events) if e != "plan")
     assert [json.loads(l)["event"] for l in events].count(opening) == 1, "the run started over"
     untimed = [json.dumps({k: v for k, v in json.loads(l).items() if k not in ("time", "elapsed", "seconds", "wall")},
                           sort_keys=True) for l in events]

@@ -21,6 +21,7 @@ from .contract import SearchConfig, StartNetConfig, pick_device
 from .darts import DartsConfig, run_darts
 from .none import NoneConfig, run_none
 from .random_search import RandomConfig, run_random
+from .retrain import RetrainConfig, run_retrain
 from .start import SNAPSHOT, resolve_start, with_snapshot
 
 
@@ -40,6 +41,8 @@ SEARCHERS: dict[str, Searcher] = {
     "nash": Searcher(ClimbConfig, run_climb, "hill climbing with network morphisms (NASH)"),
     "random": Searcher(RandomConfig, run_random, "random morphism sequences, the best trained on"),
     "none": Searcher(NoneConfig, run_none, "the start net trained for the whole budget"),
+    "retrain": Searcher(RetrainConfig, run_retrain, "a climb's final architecture from fresh weights, trained for "
+                                                    "the whole budget"),
     "darts": Searcher(DartsConfig, run_darts, "differentiable search (DARTS family) + training the result"),
     # the DARTS variants by the names the literature uses, so `nash compare` can put them side by side
     "sdarts-rs": Searcher(DartsConfig, run_darts, "SDARTS, random smoothing", {"smooth": "rs"}),
@@ -108,6 +111,6 @@ def run_searcher(name: str, cfg: SearchConfig | None = None, out=None, resume=No
     return {**results, "run_dir": str(run.path)}  # where it is, for the caller (not in the file)
 
 
-__all__ = ["Budget", "ClimbConfig", "DartsConfig", "HillClimber", "NoneConfig", "RandomConfig", "SEARCHERS",
+__all__ = ["Budget", "ClimbConfig", "DartsConfig", "HillClimber", "NoneConfig", "RandomConfig", "RetrainConfig", "SEARCHERS",
            "SearchConfig", "Searcher", "StartNetConfig", "load_data", "open_run", "pick_device", "run_searcher",
            "searcher"]

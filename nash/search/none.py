@@ -1,5 +1,8 @@
 """`none`: no search. The start net trained with one SGDR cycle for the whole budget.
 
+`train_one_cycle` is that training for any network (`retrain` uses it for a climb's
+architecture from fresh weights).
+
 The baseline every search must beat at equal wall-clock. With a budget, one epoch at the
 starting learning rate times the net, and the rest of the cycle is sized to end at the
 deadline, re-planned after every chunk (a tenth of the cycle) from the time left. The
@@ -8,18 +11,16 @@ checkpoint: resumable, and a curve to compare.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
 from ..data import DataSplits
 from ..errors import NashError, OptionError
-from ..report import write_climb_report
 from ..rundir import RunDir
 from ..train import evaluate, sgdr_train
 from .budget import Budget, timed_epochs
-from .climb import make_start_net, net_from_state, net_state
-from .contract import StartNetConfig, write_results
+from .contract import StartNetConfig
+from .kit import augmentation, finish, make_start_net, net_from_state, net_state, score, summary
 
 CHUNK = 0.1  # of the cycle, between checkpoints
 
@@ -36,7 +37,13 @@ class NoneConfig(StartNetConfig):
 
 
 def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, budget: Budget, rep, executor=None) -> dict:
-    aug = dataclasses.replace(data.augment, cutout=cfg.cutout) if cfg.cutout else data.augment
+    return train_one_cycle("none", lambda: make_start_net(cfg, data), cfg, data, run, budget, rep)
+
+
+def train_one_cycle(method: str, make_net, cfg, data: DataSplits, run: RunDir, budget: Budget, rep) -> dict:
+    """Train the network `make_net()` gives with one SGDR cycle for the whole budget (`cfg.epochs`
+    without one), resumably; write the run's results as `method`."""
+    aug = augmentation(cfg, data)
 
     def train(net, epochs, cycle, seed, opt_state=None):
         return sgdr_train(net, data.train_x, data.train_y, epochs, cfg.lr_start, cfg.lr_end, batch_size=cfg.batch_size,
@@ -44,11 +51,10 @@ def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, budget: Budget, rep
 
     state = run.load_checkpoint()
     if state is None:
-        net = make_start_net(cfg, data).to(data.train_x.device)
-        val_acc, val_loss = evaluate(net, data.val_x, data.val_y)
-        test_acc, _ = evaluate(net, data.test_x, data.test_y)
-        start = {"val_acc": val_acc, "test_acc": test_acc, "params": net.num_params()}
-        run.event("start", **start, val_loss=val_loss)
+        net = make_net().to(data.train_x.device)
+        rec = score(net, data)
+        start = summary(rec)
+        run.event("start", **rec)
         state = {"best": net_state(net), "start": start, "u": 0.0, "done": 0, "opt": None, "epoch_seconds": None}
         if budget.limited:
             # as the climb does: an epoch or two at lr_start time the net, then the cycle is planned
@@ -56,22 +62,27 @@ def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, budget: Budget, rep
             state.update(best=net_state(net), done=len(probes), opt=probes[-1].opt_state, epoch_seconds=seconds)
         run.save_checkpoint(state)
     net = net_from_state(state["best"]).to(data.train_x.device)
+    n_train = len(data.train_y)
+    steps_per_epoch = n_train // cfg.batch_size if n_train > cfg.batch_size else 1
     bar = rep.task("train", None if budget.limited else cfg.epochs)
     while state["u"] < 1.0:
         # the epochs left, re-planned from the time left after every chunk (the first epoch's
-        # time includes one-off warm-up costs), the learning rate continuing where it is
+        # time includes one-off warm-up costs), the learning rate continuing where it is; on a
+        # budget the last epoch may be a part of one, so the cycle ends with the time
         if budget.limited:
-            left = budget.epochs_that_fit(state["epoch_seconds"])
+            left = budget.epochs_that_fit(state["epoch_seconds"], whole=False)
+            if left * steps_per_epoch < 1:
+                rep.log(f"budget: training stopped at {state['u']:.0%} of its cycle")
+                break
         else:
             left = cfg.epochs - state["done"]
-        if left < 1:
-            rep.log(f"budget: training stopped at {state['u']:.0%} of its cycle")
-            break
+            if left < 1:
+                break
         n = min(left, max(1, math.ceil(left * CHUNK / (1.0 - state["u"]))))
         u1 = 1.0 if n == left else state["u"] + (1.0 - state["u"]) * n / left
-        res = train(net, n, (state["u"], u1), cfg.seed + state["done"], state["opt"])
+        res = train(net, n, (state["u"], u1), cfg.seed + int(state["done"]), state["opt"])
         if res.failed:
-            raise NashError(f"none: {res.failed}; lower --lr-start")
+            raise NashError(f"{method}: {res.failed}; lower --lr-start")
         val_acc, val_loss = evaluate(net, data.val_x, data.val_y)
         state.update(best=net_state(net), done=state["done"] + res.epochs, opt=res.opt_state, u=u1,
                      epoch_seconds=res.seconds / max(res.epochs, 1))
@@ -80,10 +91,6 @@ def run_none(cfg: NoneConfig, data: DataSplits, run: RunDir, budget: Budget, rep
         run.save_checkpoint(state)
         rep.update(bar, completed=state["done"], info=f"val {val_acc:.4f}")
     rep.remove(bar)
-    test_acc, _ = evaluate(net, data.test_x, data.test_y)
-    val_acc, val_loss = evaluate(net, data.val_x, data.val_y)
-    final = {"val_acc": val_acc, "test_acc": test_acc, "params": net.num_params()}
+    final = summary(score(net, data))
     run.event("final", **final, epochs=state["done"])
-    net.save(run.path / "best")
-    write_climb_report(run, net, rep)
-    return write_results(run, "none", final, state["start"], epochs=state["done"], search_seconds=0.0)
+    return finish(run, method, net, final, state["start"], rep, epochs=state["done"], search_seconds=0.0)

@@ -1,33 +1,48 @@
-"""How a climb spends a wall-clock budget: the `budget` schedule's plan.
+"""How a climb turns a wall-clock budget into growth: the `budget` schedule's plan.
 
 The paper's Algorithm 1 trains every candidate of a step for a full SGDR cycle and keeps one,
 so 7/8 of a step's time goes to children that lose; at small budgets that loses to simply
 training the start net. The `budget` schedule keeps what NASH is about (children by random
 function-preserving morphisms, the best by validation accuracy, the parent always competing)
-and changes how the time is spent:
+and spends the time like this:
 
 - The lineage (start net, then each step's winner) goes through ONE cosine cycle over the whole
-  run, as plain training would; a network's training is a slice (u0, u1) of that cycle, and a
-  winner continues where its parent stopped (the parent's training counts for the lineage).
-- A step is successive halving (Jamieson & Talwalkar 2016): all n candidates train a short
-  slice at the same point of the cycle (the same learning rate, so the comparison is fair),
-  the better half continue for another slice, and so on until one is left. Children of a good
-  parent are function-identical to it at the start, so short slices already tell them apart.
-- The search gets a share of the budget (`search_share`, the training of candidates that lose);
-  the rest is the lineage's cycle. Steps sit between 30% and 80% of the cycle: the start net
-  first learns enough for morphisms to build on, and the last winner still gets a fifth of the
-  cycle to train its new capacity.
-- The epochs are sized from the time left at each step boundary (seconds per epoch predicted
-  from the networks' MACs), so the cycle ends at the deadline with the learning rate annealed.
+  run, as plain training would; a winner continues where its parent stopped, with one learning
+  rate schedule straight through growth.
+- A step is successive halving (Jamieson & Talwalkar 2016): the candidates train a short slice
+  at the same point of the cycle (the same learning rate, so the comparison is fair), the
+  better half continue, and so on until one is left. Children of a good parent compute its
+  function at the start, so short slices already tell them apart.
+- **Slices have a fixed length in optimizer steps** (at least `MIN_SLICE_ITERS`, at least one
+  epoch), not a share of the budget: a step costs about the same whatever the budget, so more
+  time buys more steps. (A slice as a share of the cycle made the number of steps a ratio of
+  shares: one step at 3 minutes and one at 12 hours.)
+- **Steps are spaced evenly in lineage epochs** between phases of at least `MIN_PHASE_ITERS`
+  optimizer steps (grow early and periodically, not after convergence; GradMax grew every
+  2,500 steps). A phase of a grown network costs more per epoch: epoch seconds are taken to
+  grow with MACs, and a step's winner is expected to cost `GROWTH` times its parent.
+- The plan takes the **most steps** that fit, then the most candidates per step (at least
+  `MIN_CANDIDATES`) such that the candidates that lose cost at most `search_share` of the time
+  left. With P parallel slots a rung of c candidates costs ceil(c / P) slices of wall-clock, so
+  a cluster buys more steps, not an early finish.
+- Growth stops where the data say so: a network of more than `PARAMS_PER_IMAGE` parameters per
+  training image is not planned (the paper's one-day CIFAR-10 net had ~440), and where the
+  parent keeps winning (the schedule stops after `PARENT_WINS_TO_STOP` such steps in a row).
+- The plan is remade at each step boundary from the time left and the costs measured so far,
+  so a winner that grew more or less than expected changes the steps still to come.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
-FIRST_STEP_AT, LAST_STEP_ENDS = 0.3, 0.8  # where steps may sit, in progress of the lineage's cycle
-SLICE_SHARE = 0.025  # a candidate's first slice, as a share of the lineage's cycle
-GROWTH = 1.25  # assumed cost growth of a step's winner, for planning the steps still to come
-MAX_PLANNED_STEPS = 8
+MIN_SLICE_ITERS = 100  # optimizer steps of a step's first rung (rounded up to whole epochs)
+MIN_PHASE_ITERS = 2000  # optimizer steps the lineage trains between two steps
+GROWTH = 1.5  # expected cost of a step's winner over its parent (MACs; max_growth 2 caps a child)
+MIN_CANDIDATES = 4  # a step with fewer is not worth its slices (or n_neigh, if smaller)
+PARAMS_PER_IMAGE = 400  # growth the data can carry: parameters per training image
+PARENT_WINS_TO_STOP = 2  # steps in a row that kept the parent: the network has grown enough
+MAX_STEPS = 32
 
 
 def halving_rungs(n: int, first: int) -> list[tuple[int, int]]:
@@ -40,37 +55,84 @@ def halving_rungs(n: int, first: int) -> list[tuple[int, int]]:
     return rungs
 
 
-def halving_overhead(n: int, first: int = 1) -> float:
-    """Epochs trained by candidates that lose, per epoch the winner gains in a step."""
-    rungs = halving_rungs(n, first)
-    lost = sum((c - 1) * e for c, e in rungs)
-    return lost / max(sum(e for _, e in rungs), 1)
+def lost_slices(rungs: list[tuple[int, int]], parallel: int = 1) -> float:
+    """Wall-clock epochs a step spends on candidates that lose, in epochs of one candidate:
+    a rung of c candidates of e epochs takes ceil(c / parallel) * e, of which the winner's e
+    count for the lineage."""
+    return sum((math.ceil(c / max(parallel, 1)) - 1) * e for c, e in rungs)
 
 
-def planned_steps(n: int, search_share: float) -> int:
-    """How many steps the search share pays for: each step's losers cost
-    overhead(n) * (its winner's epochs); its winner's epochs are SLICE_SHARE * 2^(rungs-1)
-    of the cycle."""
-    rungs = halving_rungs(n, 1)
-    winner_share = SLICE_SHARE * sum(e for _, e in rungs)
-    per_step = halving_overhead(n) * winner_share
-    k = int(search_share / (1 - search_share) / max(per_step, 1e-9))
-    return max(1, min(k, MAX_PLANNED_STEPS))
+@dataclass
+class Plan:
+    """The steps still to come, from progress `u` of the lineage's cycle."""
+    steps: int  # steps still to come
+    candidates: int  # per step (the parent is one)
+    first_slice: int  # epochs of a step's first rung
+    rungs: list  # [(candidates, epochs)] of each step
+    positions: list  # where each step starts, in progress of the lineage's cycle
+    phase_epochs: float  # lineage epochs between two steps (and after the last one)
+    lineage_epochs: float  # epochs the lineage trains from u to the end of its cycle
+    rate: float  # lineage epochs per unit of cycle progress
+    lost_seconds: float  # predicted wall-clock of the candidates that lose
+    predicted_final_macs: int
+    predicted_final_params: int
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["rungs"] = [list(r) for r in self.rungs]
+        return d
 
 
-def step_positions(k: int) -> list[float]:
-    """Where the k steps start, in progress of the lineage's cycle."""
-    if k == 1:
-        return [FIRST_STEP_AT]
-    span = LAST_STEP_ENDS - FIRST_STEP_AT - SLICE_SHARE * 4
-    return [FIRST_STEP_AT + span * i / (k - 1) for i in range(k)]
+def make_plan(time_left: float, epoch_seconds: float, macs: int, params: int, u: float, *, n_neigh: int,
+              iters_per_epoch: int, train_images: int, search_share: float, growth: float = GROWTH,
+              parallel: int = 1, max_steps: int | None = None, exact_steps: int | None = None,
+              grow: bool = True) -> Plan:
+    """The plan for `time_left` seconds of lineage and search from progress u of the cycle, for a
+    best network of `macs`, `params`, training `epoch_seconds` per epoch. `max_steps`: at most
+    this many steps (None: no limit but MAX_STEPS); `exact_steps`: this many (the user's --steps),
+    with as many candidates as the search share pays for (at least 2); `grow` False: no more steps."""
+    time_left = max(time_left, 0.0)
+    ipe = max(iters_per_epoch, 1)
+    first = max(1, math.ceil(MIN_SLICE_ITERS / ipe))
+    min_phase = max(1.0, MIN_PHASE_ITERS / ipe)
+    cap = PARAMS_PER_IMAGE * max(train_images, 1)
+    limit = MAX_STEPS if max_steps is None else min(max_steps, MAX_STEPS)
+    lo = min(MIN_CANDIDATES, n_neigh)
 
+    def attempt(k: int, n: int, strict: bool | None, share: bool = True) -> Plan | None:
+        cost = [growth ** j for j in range(k + 1)]  # epoch seconds of each phase, over today's
+        rungs = halving_rungs(n, first) if k else []
+        winner_epochs = sum(e for _, e in rungs)
+        lost = lost_slices(rungs, parallel) * epoch_seconds * sum(cost[1:])  # a child costs its phase's
+        if k and share and lost > search_share * time_left:
+            return None
+        phase = (time_left - lost) / max(epoch_seconds * sum(cost), 1e-9)
+        # a phase holds the winner's rungs and then some training; a strict plan wants the full
+        # phase length (a step's growth needs time to pay off), the fallback for one step only
+        # what its rungs need
+        # (strict None: steps the user asked for, whatever their phases)
+        if k and strict is not None and phase < (max(min_phase, winner_epochs + first) if strict else winner_epochs + 1):
+            return None
+        lineage = phase * (k + 1)
+        return Plan(k, n if k else 0, first, rungs, [u + (1 - u) * j / (k + 1) for j in range(1, k + 1)], phase,
+                    lineage, lineage / max(1 - u, 1e-9), lost, int(macs * growth ** k), int(params * growth ** k))
 
-def lineage_epochs(time_left: float, epoch_seconds: float, u: float, steps_left: int, n: int) -> float:
-    """Epochs the lineage can still train, at `epoch_seconds` per epoch, in `time_left` seconds,
-    when `steps_left` steps of n candidates must still be paid for (their losers), from
-    progress u of the cycle."""
-    rungs = halving_rungs(n, 1)
-    winner_share = SLICE_SHARE * sum(e for _, e in rungs)
-    lost_per_epoch_left = steps_left * halving_overhead(n) * winner_share / max(1 - u, 1e-9) * GROWTH
-    return max(time_left, 0.0) / max(epoch_seconds * (1 + lost_per_epoch_left), 1e-9)
+    if exact_steps is not None:
+        if exact_steps == 0:
+            return attempt(0, 0, strict=True)
+        return next((p for n in range(n_neigh, 1, -1) if (p := attempt(exact_steps, n, strict=None))),
+                    None) or attempt(exact_steps, 2, strict=None, share=False)
+    if grow:
+        for k in range(limit, 0, -1):
+            if k > 1 and params * growth ** k > cap:
+                continue  # the data cannot carry the network (one step is always allowed)
+            for n in range(n_neigh, lo - 1, -1):
+                p = attempt(k, n, strict=True)
+                if p:
+                    return p
+        if limit >= 1:  # a short budget: one step, if its rungs fit at all (the user asked for a search)
+            for n in range(n_neigh, 1, -1):
+                p = attempt(1, n, strict=False)
+                if p:
+                    return p
+    return attempt(0, 0, strict=True)

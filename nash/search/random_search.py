@@ -1,34 +1,36 @@
 """`random`: random search at the same budget, the baseline that tells whether hill climbing
 beats luck.
 
-Networks are made from the start net by random morphism sequences, as long as a climb's
-winner has by its end (n_nm per planned step), each from its own fresh initialisation. Each
-is trained with one SGDR cycle as long as the climb gives a step's winner, one after another
-until the search's share of the budget is used; the best by validation accuracy (ties: lower
-validation loss) then gets the rest of the budget as the climb's winner does: one more cycle.
-Without a budget, `candidates` networks of epoch_neigh epochs, then epoch_final epochs.
-Candidates train through the executor in batches as wide as its parallelism (one at a time
-locally); each is recorded, in order, when its batch is done. Resumable after every batch.
+Networks are made from the start net by random morphism sequences as long as a climb's winner
+has by its end: n_nm per step of the plan a climb would make on this budget (plan.py), their
+growth capped as a climb's lineage is (max_growth per step), each from its own fresh
+initialisation. Each is trained with one SGDR cycle as long as a step's winner trains in a
+climb, one after another until the search's share of the budget is used; the best by
+validation accuracy (ties: lower validation loss) then gets the rest of the budget as the
+climb's winner does: one more cycle. Without a budget, `candidates` networks of epoch_neigh
+epochs, then epoch_final epochs. Candidates train through the executor in batches as wide as
+its parallelism (one at a time locally); each is recorded, in order, when its batch is done.
+Resumable after every batch.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
-
 from morphisms import random_morphisms, reinitialized
 
 from ..data import DataSplits
 from ..errors import NashError, OptionError
-from ..report import write_climb_report
 from ..rundir import RunDir
-from ..train import evaluate, sgdr_train
+from ..train import sgdr_train
 from . import plan
-from .climb import ClimbConfig, child_seed, make_start_net, net_from_state, net_state
 from .budget import Budget, timed_epochs
-from .contract import StartNetConfig, write_results
+from .climb import ClimbConfig
+from .contract import StartNetConfig
+from .kit import child_seed, finish, make_start_net, net_from_state, net_state, rank_key, score, summary, \
+    train_settings
 from .executors import LocalExecutor
-from .jobs import TrainJob, TrainSettings, train_candidate
+from .jobs import TrainJob, train_candidate
 
 
 @dataclass
@@ -53,38 +55,31 @@ class RandomConfig(StartNetConfig):
             raise OptionError(f"search_share must be between 0 and 1, got {self.search_share}")
 
 
-def random_network(cfg: RandomConfig, data: DataSplits, i: int, length: int):
-    """Candidate i: the start net from its own seed, then `length` random morphisms."""
+def random_network(cfg: RandomConfig, data: DataSplits, i: int, length: int, max_macs: int | None = None):
+    """Candidate i: the start net from its own seed, then `length` random morphisms (costing at
+    most `max_macs`)."""
     seed = child_seed(cfg.seed, 0, 10_000 + i)
     net = make_start_net(dataclasses.replace(cfg, seed=seed), data)
     if cfg.start is not None:  # the given architecture, from a fresh initialisation drawn from the seed
         net = reinitialized(net, seed)
     if length:
-        net, _ = random_morphisms(net, length, rng=seed, calibrate=data.train_x[: cfg.batch_size])
+        net, _ = random_morphisms(net, length, rng=seed, calibrate=data.train_x[: cfg.batch_size], max_macs=max_macs)
     return net
 
 
 def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget, rep, executor=None) -> dict:
     executor = executor or LocalExecutor()
-    aug = dataclasses.replace(data.augment, cutout=cfg.cutout) if cfg.cutout else data.augment
-    settings = TrainSettings(cfg.lr_start, cfg.lr_end, cfg.batch_size, aug, cfg.mixup)
+    settings = train_settings(cfg, data)
+    aug = settings.augment
     device = data.train_x.device
     # candidates are tried in the first search_share of the budget; the rest trains the winner
     search = budget.share(cfg.search_share)
     state = run.load_checkpoint()
     if state is None:
-        steps = plan.planned_steps(cfg.n_neigh, ClimbConfig.search_share) if budget.limited else 5
-        epochs = cfg.epoch_neigh
+        state = {"tried": [], "best": None, "best_key": None, "length": cfg.n_nm * 5, "epochs": cfg.epoch_neigh}
         if budget.limited:
-            # a candidate trains as long as a climb's step winner: its rungs' share of the cycle
-            probe_net = make_start_net(cfg, data).to(device)
-            seconds, _ = timed_epochs(lambda: train_candidate(TrainJob(0, probe_net, 1, (0.0, 0.0), cfg.seed),
-                                                              (data, settings)))
-            cycle_epochs = budget.left() / max(seconds, 1e-9) * (1 - ClimbConfig.search_share)
-            winner_epochs = sum(e for _, e in plan.halving_rungs(cfg.n_neigh, 1)) * plan.SLICE_SHARE
-            epochs = max(1, round(winner_epochs * cycle_epochs))
-        state = {"tried": [], "best": None, "best_key": None, "length": cfg.n_nm * steps, "epochs": epochs}
-        run.event("random_start", length=state["length"], epochs=epochs)
+            state.update(_sized_like_a_climb(cfg, data, budget, settings, executor))
+        run.event("random_start", length=state["length"], epochs=state["epochs"])
         run.save_checkpoint(state)
     bar = rep.task("random candidates", None if budget.limited else cfg.candidates)
     width = max(1, int(getattr(executor, "parallelism", 1)))
@@ -97,7 +92,7 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
             break
         began = run.elapsed()
         keys = range(i, i + (width if budget.limited else min(width, cfg.candidates - i)))
-        nets = [random_network(cfg, data, k, state["length"]).to(device) for k in keys]
+        nets = [random_network(cfg, data, k, state["length"], state.get("max_macs")).to(device) for k in keys]
         jobs = [TrainJob(k, net, state["epochs"], (0.0, 1.0), child_seed(cfg.seed, 0, 20_000 + k),
                          deadline=search.deadline, required=(k == 0)) for k, net in zip(keys, nets)]
         outs = executor.map(jobs, (data, settings))
@@ -108,8 +103,7 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
                    "wall": wall, "val_acc": out.val_acc, "val_loss": out.val_loss, "failed": out.failed}
             run.event("candidate", **rec)
             state["tried"].append(rec)
-            # highest validation accuracy, ties to the lower validation loss, then the earlier one
-            if out.ok and (state["best"] is None or _rank(rec) > _rank(state["tried"][state["best_key"]])):
+            if out.ok and (state["best"] is None or rank_key(rec) < rank_key(state["tried"][state["best_key"]])):
                 state["best"], state["best_key"] = net_state(net), k
             rep.update(bar, completed=k + 1, info=f"best val {max(r['val_acc'] or 0 for r in state['tried']):.4f}")
         run.save_checkpoint(state)
@@ -123,28 +117,34 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
         epochs = cfg.epoch_final
         if budget.limited:
             timed = state["tried"][state["best_key"]]
-            epochs = max(1, budget.epochs_that_fit(max(timed["seconds"] / max(timed["epochs"], 1), 1e-9)))
+            epochs = max(1, budget.epochs_that_fit(max(timed["seconds"] / max(timed["epochs"], 1), 1e-9), whole=False))
         # the deadline stops it after the epoch in flight: a budget holds even when epochs slow down
         res = sgdr_train(best, data.train_x, data.train_y, epochs, cfg.lr_start, cfg.lr_end, batch_size=cfg.batch_size,
                          aug=aug, mixup_alpha=cfg.mixup, seed=cfg.seed + 1, deadline=budget.deadline)
         if res.failed:
             raise NashError(f"random: the winner's training failed ({res.failed}); lower --lr-start")
-        val_acc, _ = evaluate(best, data.val_x, data.val_y)
-        test_acc, _ = evaluate(best, data.test_x, data.test_y)
-        state["final"] = {"val_acc": val_acc, "test_acc": test_acc, "params": best.num_params(),
-                          "epochs": res.epochs}
+        state["final"] = summary(score(best, data)) | {"epochs": res.epochs}
         state["best"] = net_state(best)
         run.event("final", **state["final"])
         run.save_checkpoint(state)
-    best.save(run.path / "best")
-    write_climb_report(run, best, rep)
-    return write_results(run, "random", state["final"], candidates=len(state["tried"]),
-                         search_seconds=state["search_seconds"],
-                         sequence_length=state["length"], candidate_epochs=state["epochs"])
+    return finish(run, "random", best, state["final"], None, rep, candidates=len(state["tried"]),
+                  search_seconds=state["search_seconds"], sequence_length=state["length"],
+                  candidate_epochs=state["epochs"])
 
 
-def _rank(rec: dict) -> tuple:
-    return rec["val_acc"], -rec["val_loss"]
+def _sized_like_a_climb(cfg: RandomConfig, data: DataSplits, budget: Budget, settings, executor) -> dict:
+    """Sequence length, growth cap and epochs per candidate of a climb on this budget: the start
+    net timed, the climb's plan made (plan.py); a candidate trains as long as a step's winner."""
+    probe = make_start_net(cfg, data).to(data.train_x.device)
+    seconds, _ = timed_epochs(lambda: train_candidate(TrainJob(0, probe, 1, (0.0, 0.0), cfg.seed), (data, settings)))
+    n = len(data.train_y)
+    climb = ClimbConfig()
+    p = plan.make_plan(budget.left(), seconds, probe.macs(), probe.num_params(), 0.0, n_neigh=cfg.n_neigh,
+                       iters_per_epoch=n // cfg.batch_size if n > cfg.batch_size else 1, train_images=n,
+                       search_share=climb.search_share, growth=plan.GROWTH, parallel=max(1, executor.parallelism))
+    winner_epochs = sum(e for _, e in p.rungs) or p.first_slice
+    return {"length": cfg.n_nm * p.steps, "epochs": max(1, winner_epochs),
+            "max_macs": int(probe.macs() * climb.max_growth ** p.steps)}
 
 
 def _mean_seconds(state: dict) -> float:

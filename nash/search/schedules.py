@@ -1,0 +1,256 @@
+"""How a climb spends its time: the schedules, plug-ins of `HillClimber`'s loop.
+
+A schedule owns the parts of a climb that differ between the two ways of spending time:
+pretraining the start net, what happens before a step (the budget schedule trains the lineage
+up to the step's place in its cycle), fitting a step's candidates and rungs to the budget, where
+a rung sits in the learning-rate cycle, and the final training. `HillClimber` keeps the loop:
+candidates, training them through the executor, keeping the best, checkpoints and events.
+
+- `paper`: exactly Algorithm 1 with the paper's defaults: pretraining, then every candidate
+  one full SGDR cycle of epoch_neigh epochs, the winner epoch_final epochs of a new cycle.
+- `budget` (the default): one cosine cycle for the lineage over the whole run, successive
+  halving inside each step, steps planned from the budget and re-planned at each step
+  boundary (plan.py says why).
+"""
+from __future__ import annotations
+
+import copy
+
+from ..errors import NashError
+from . import plan
+from .budget import PAPER_PRETRAIN_SHARE, PLANNED_MARGIN, STEP_SHARE, timed_epochs
+from .kit import child_seed
+
+
+class PaperSchedule:
+    """Algorithm 1: a full SGDR cycle per candidate; on a budget, steps while they fit."""
+    name = "paper"
+
+    def __init__(self, climber):
+        self.c = climber
+
+    def max_macs(self, parent) -> int | None:
+        return None  # the paper's children grow freely
+
+    def pretrain(self, net, state: dict) -> int:
+        c, cfg = self.c, self.c.cfg
+        # on a budget, pretraining may take at most its share of it
+        pre_deadline = c.budget.share(PAPER_PRETRAIN_SHARE).deadline
+        out = c.train(net, cfg.pretrain_epochs, cfg.seed, deadline=pre_deadline, label="pretrain") \
+            if cfg.pretrain_epochs else None
+        if out is None or not out.epochs:
+            out = c.train(copy.deepcopy(net), 1, 0)  # only to time an epoch
+        c.observe(state, net, out)
+        return out.epochs if cfg.pretrain_epochs else 0
+
+    def max_steps(self, state: dict) -> int:
+        if self.c.cfg.steps is not None:
+            return self.c.cfg.steps
+        return 10**9 if self.c.budget.limited else 5
+
+    def before_step(self, best, state: dict, step: int):
+        return best, True
+
+    def fit_step(self, candidates, step: int, state: dict):
+        """All candidates when they fit before the final training's reserve, else the parent and
+        the children that fit, else None (stepping is over)."""
+        c, cfg = self.c, self.c.cfg
+        rungs = lambda k: [(k, cfg.epoch_neigh)]  # noqa: E731
+        if not c.budget.limited:
+            return candidates, rungs(len(candidates)), None
+        costs = [cfg.epoch_neigh * c.predict_epoch(x.net, state) for x in candidates]
+        left = c.budget.left() - self._final_reserve(candidates[0].net, state)
+        fit = next((k for k in range(len(costs), 0, -1) if sum(costs[:k]) <= left), 0)
+        if fit < 2 and step > 1:
+            c.rep.log(f"budget: stopping before step {step} (it would take ~{sum(costs):.0f}s, "
+                      f"{max(left, 0):.0f}s left before the final training)")
+            return None
+        fit = max(fit, 2)  # a climb makes at least one step: the parent and one child
+        if fit < len(candidates):
+            c.rep.log(f"budget: step {step} with {fit} of {len(candidates)} candidates")
+        return candidates[:fit], rungs(fit), None
+
+    def rung_cycle(self, state: dict, epochs: int, rate) -> tuple[float, float]:
+        return (0.0, 1.0)  # every candidate a full cycle of its own
+
+    def after_rung(self, state: dict, cycle) -> None:
+        pass
+
+    def after_step(self, state: dict, net) -> None:
+        pass
+
+    def final(self, best, state: dict):
+        c, cfg = self.c, self.c.cfg
+        epochs = cfg.epoch_final
+        if c.budget.limited:
+            fit = c.budget.epochs_that_fit(c.predict_epoch(best, state), margin=1.0)  # margin included
+            if fit < epochs:
+                c.rep.log(f"budget: final training shortened to {max(fit, 1)} of {epochs} epochs")
+                epochs = max(fit, 1)
+        out = c.train(best, epochs, cfg.seed + 1, deadline=c.budget.deadline, label="final training") \
+            if epochs else None
+        return best, (out.epochs if out else 0)
+
+    def _final_reserve(self, best, state: dict) -> float:
+        # the final training, with a margin for a plan made now, and the report after it
+        per_epoch = self.c.predict_epoch(best, state)
+        return self.c.cfg.epoch_final * per_epoch * PLANNED_MARGIN + self.c.budget.reserve(per_epoch)
+
+
+class BudgetSchedule:
+    """One cosine cycle for the lineage, successive halving in a step, the steps planned from the
+    budget (plan.py) and re-planned at each step boundary."""
+    name = "budget"
+
+    def __init__(self, climber):
+        self.c = climber
+
+    def max_macs(self, parent) -> int | None:
+        # On a budget a child's cost is the lineage's: five random morphisms make a child cost
+        # 2-7x its parent per epoch (measured on the start net), and a winner that costs 5x
+        # leaves the rest of the cycle a fifth of the epochs. The budget schedule caps growth.
+        g = self.c.cfg.max_growth
+        return int(g * parent.macs()) if g else None
+
+    # ---------------------------------------------------------------- the plan
+
+    def replan(self, net, state: dict) -> None:
+        """state["plan"]: the steps still to come (from step state["step"] + 1), where they sit in
+        the lineage's cycle and its epochs per unit of progress; an event records it."""
+        c = self.c
+        if not c.budget.limited:
+            state["plan"] = self._flags_plan(state)
+            return
+        p = self.plan_from(net, state)
+        state["plan"] = {**p.to_json(), "from_step": state["step"] + 1}
+        if not p.steps and self._parent_keeps_winning(state):
+            c.rep.log(f"plan: the parent won {plan.PARENT_WINS_TO_STOP} steps in a row; no more steps")
+        c.run.event("plan", step=state["step"], u=round(state["u"], 6), **p.to_json())
+
+    def plan_from(self, net, state: dict) -> plan.Plan:
+        """The plan for the time left from here, with `net` the lineage's best (plan.py)."""
+        c, cfg = self.c, self.c.cfg
+        per_epoch = c.predict_epoch(net, state)
+        return plan.make_plan(c.budget.left() - c.budget.reserve(per_epoch), per_epoch, net.macs(), net.num_params(),
+                              state["u"], n_neigh=cfg.n_neigh, iters_per_epoch=c.iters_per_epoch,
+                              train_images=len(c.data.train_y), search_share=cfg.search_share,
+                              growth=min(plan.GROWTH, cfg.max_growth or plan.GROWTH), parallel=c.parallelism,
+                              exact_steps=None if cfg.steps is None else max(cfg.steps - state["step"], 0),
+                              grow=not self._parent_keeps_winning(state))
+
+    @staticmethod
+    def _parent_keeps_winning(state: dict) -> bool:
+        kept = state.get("kept", [])
+        return len(kept) >= plan.PARENT_WINS_TO_STOP and all(kept[-plan.PARENT_WINS_TO_STOP:])
+
+    def _flags_plan(self, state: dict) -> dict:
+        """Without a budget: the epochs the flags give (pretrain, each step's rungs, final), at
+        fixed places in one cycle."""
+        cfg = self.c.cfg
+        k = 5 if cfg.steps is None else cfg.steps  # the paper's 12-hour run
+        step_epochs = sum(e for _, e in plan.halving_rungs(cfg.n_neigh, 1))
+        slice_epochs = max(1, cfg.epoch_neigh // max(step_epochs, 1))
+        total = cfg.pretrain_epochs + k * slice_epochs * step_epochs + cfg.epoch_final
+        positions, at = [], cfg.pretrain_epochs
+        for _ in range(k):
+            positions.append(at / max(total, 1))
+            at += slice_epochs * step_epochs
+        return {"positions": positions, "rate": float(max(total, 1)), "first_slice": slice_epochs,
+                "candidates": cfg.n_neigh, "from_step": 1}
+
+    def _position(self, state: dict, step: int) -> float:
+        p = state["plan"]
+        return p["positions"][step - p["from_step"]]
+
+    def max_steps(self, state: dict) -> int:
+        p = state["plan"]
+        return p["from_step"] - 1 + len(p["positions"])
+
+    # ---------------------------------------------------------------- the lineage
+
+    def train_lineage(self, net, state: dict, until: float, label: str, log: bool = True, fractional: bool = False):
+        """Train the lineage's best from progress u to `until` of its cycle; (net, epochs trained).
+        With `log`, an event and a checkpoint record it."""
+        c = self.c
+        epochs = (until - state["u"]) * state["plan"]["rate"]
+        epochs = epochs if fractional and c.budget.limited else int(round(epochs))
+        u0, trained = state["u"], 0
+        if epochs * c.iters_per_epoch >= 1:
+            out = c.train(net, epochs, child_seed(c.cfg.seed, state["step"], 997), (u0, until),
+                          deadline=c.budget.deadline, label=label)
+            c.observe(state, net, out)
+            if out.failed and "non-finite" in out.failed:
+                raise NashError(f"{label}: {out.failed}; lower --lr-start")
+            trained = out.epochs
+            if log:
+                c.run.event("lineage", step=state["step"], epochs=out.epochs, cycle=[round(u0, 6), round(until, 6)],
+                            val_acc=out.val_acc, val_loss=out.val_loss, seconds=out.seconds)
+        state["u"] = until
+        if log:
+            from .kit import net_state
+            state["best"] = net_state(net)
+            c.run.save_checkpoint(state)
+        return net, trained
+
+    def pretrain(self, net, state: dict) -> int:
+        # An epoch or two at the starting learning rate time the start net (the cycle's first
+        # epochs run at about that rate anyway); the plan is then sized from that time.
+        c, cfg = self.c, self.c.cfg
+        seconds, outs = timed_epochs(lambda: c.train(net, 1, cfg.seed, cycle=(0.0, 0.0), label="pretrain (timing)"))
+        state["timings"].append([net.macs(), seconds])
+        self.replan(net, state)
+        first = state["plan"]["positions"][0] if state["plan"]["positions"] else 1.0
+        net, more = self.train_lineage(net, state, first, "pretrain", log=False, fractional=not state["plan"]["positions"])
+        return len(outs) + more
+
+    def before_step(self, best, state: dict, step: int):
+        """Train the lineage up to the step's place in the cycle (its own checkpoint), then go."""
+        at = self._position(state, step)
+        if state["u"] < at:
+            best, _ = self.train_lineage(best, state, at, "train best")
+        return best, True
+
+    def fit_step(self, candidates, step: int, state: dict):
+        """The step's successive-halving rungs, as planned; a safety net for children far bigger
+        than predicted: a step takes at most STEP_SHARE of the time left."""
+        c = self.c
+        p = state["plan"]
+        n = min(len(candidates), p.get("candidates") or len(candidates))
+        first = p["first_slice"] or 1
+        if c.budget.limited:
+            per_epoch = [c.predict_epoch(x.net, state) for x in candidates[:n]]
+            while n > 2:
+                rungs = plan.halving_rungs(n, first)
+                slots = max(c.parallelism, 1)
+                cost = sum(sum(sorted(per_epoch[:n])[-min(k, slots):]) * e * -(-k // slots) / min(k, slots)
+                           for k, e in rungs)
+                if cost <= STEP_SHARE * max(c.budget.left(), 0):
+                    break
+                n -= 1
+            if n < len(candidates):
+                c.rep.log(f"budget: step {step} with {n} of {len(candidates)} candidates")
+        return candidates[:n], plan.halving_rungs(n, first), p["rate"]
+
+    def rung_cycle(self, state: dict, epochs: int, rate) -> tuple[float, float]:
+        return state["u"], min(1.0, state["u"] + epochs / max(rate, 1e-9))
+
+    def after_rung(self, state: dict, cycle) -> None:
+        state["u"] = cycle[1]
+
+    def after_step(self, state: dict, net) -> None:
+        if self.c.budget.limited:
+            self.replan(net, state)
+
+    def final(self, best, state: dict):
+        if self.c.budget.limited:
+            self.replan_final(best, state)
+        return self.train_lineage(best, state, 1.0, "final training", log=False, fractional=True)
+
+    def replan_final(self, best, state: dict) -> None:
+        """The rest of the cycle in the time left: epochs (fractional) that end before the deadline."""
+        c = self.c
+        epochs = c.budget.epochs_that_fit(c.predict_epoch(best, state), margin=1.0, whole=False)
+        state["plan"] = {**state["plan"], "rate": epochs / max(1.0 - state["u"], 1e-9)}
+
+
+SCHEDULES = {"budget": BudgetSchedule, "paper": PaperSchedule}

@@ -1,0 +1,75 @@
+"""The budget schedule's plan (nash/search/plan.py): more time buys more steps.
+
+Synthetic timings, no training: the plan is arithmetic on the budget and the measured costs."""
+import math
+
+import pytest
+
+from nash.search import plan
+from nash.search.plan import halving_rungs, lost_slices, make_plan
+
+# the NASH start net (64, 128, 256) on 32x32x3 inputs
+START_MACS, START_PARAMS = 39_520_768, 373_834
+CIFAR = dict(iters_per_epoch=45_000 // 128, train_images=45_000)
+
+
+def steps(seconds, epoch_seconds=60.0, parallel=1, **kw):
+    args = {**CIFAR, **kw}
+    return make_plan(seconds, epoch_seconds, START_MACS, START_PARAMS, 0.0, n_neigh=8, search_share=0.2,
+                     parallel=parallel, **args)
+
+
+def test_the_papers_budget_at_the_papers_speed_plans_at_least_its_five_steps():
+    # the paper trained about 720 start-net epochs in 12 hours: ~60 s an epoch on its GPU
+    p = steps(12 * 3600)
+    assert p.steps >= 5
+    assert p.predicted_final_params > 5 * START_PARAMS  # an order of magnitude, as the paper's 5.7M
+    # its arithmetic: every phase at least MIN_PHASE_ITERS steps, the losers within the search share
+    assert p.phase_epochs * CIFAR["iters_per_epoch"] >= plan.MIN_PHASE_ITERS
+    assert p.lost_seconds <= 0.2 * 12 * 3600
+    lineage = p.phase_epochs * 60.0 * sum(plan.GROWTH ** j for j in range(p.steps + 1))
+    assert lineage + p.lost_seconds == pytest.approx(12 * 3600, rel=1e-9)  # the plan spends its budget
+    assert len(p.positions) == p.steps and all(0 < a < b < 1 for a, b in zip(p.positions, p.positions[1:]))
+
+
+@pytest.mark.parametrize("epoch_seconds,data", [(60.0, CIFAR), (10.0, dict(iters_per_epoch=156, train_images=20_000)),
+                                                (0.15, dict(iters_per_epoch=11, train_images=1_400))])
+def test_planned_steps_never_fall_as_the_budget_grows(epoch_seconds, data):
+    budgets = [30 * 1.25 ** i for i in range(60)]  # 30 s to ~8 days
+    got = [steps(b, epoch_seconds, **data).steps for b in budgets]
+    assert got == sorted(got), got
+    if data is not CIFAR:
+        return
+    assert got[-1] > got[len(got) // 2] > 0  # and they do grow
+
+
+def test_parallel_slots_buy_more_steps_not_an_early_finish():
+    budgets = [600 * 1.5 ** i for i in range(12)]
+    one = [steps(b, 10.0, iters_per_epoch=156, train_images=20_000) for b in budgets]
+    four = [steps(b, 10.0, parallel=4, iters_per_epoch=156, train_images=20_000) for b in budgets]
+    assert all(f.steps >= o.steps for o, f in zip(one, four))
+    assert any(f.steps > o.steps for o, f in zip(one, four))
+    # with 4 slots a rung of 8 costs 2 slices of wall-clock, not 8
+    assert lost_slices([(8, 1), (4, 1), (2, 2)], 4) == 1 and lost_slices([(8, 1), (4, 1), (2, 2)], 1) == 12
+
+
+def test_the_data_stop_growth():
+    # 1,400 images carry 560k parameters: the start net grows by one step at most
+    p = steps(10 * 3600, 0.15, iters_per_epoch=11, train_images=1_400)
+    assert p.steps == 1
+    big = steps(10 * 3600, 0.15, iters_per_epoch=11, train_images=1_400_000)
+    assert big.steps > 1
+
+
+def test_no_time_no_step_and_the_users_steps_are_kept():
+    assert steps(60).steps == 0  # one CIFAR epoch does not leave a step room
+    p = steps(2 * 3600, exact_steps=3)
+    assert p.steps == 3 and len(p.positions) == 3
+    assert steps(12 * 3600, grow=False).steps == 0
+
+
+def test_halving_rungs():
+    assert halving_rungs(8, 1) == [(8, 1), (4, 1), (2, 2)]
+    assert halving_rungs(5, 3) == [(5, 3), (3, 3), (2, 6)]
+    assert halving_rungs(1, 1) == []
+    assert math.isclose(sum(e for _, e in halving_rungs(4, 2)), 4)
