@@ -1,7 +1,8 @@
 """The `nash` command: climb, darts, train, train-genotype, show, export, demo.
 
 Bad input ends with one line on stderr and exit status 2, never a traceback; nothing a run
-directory already holds is overwritten.
+directory already holds is overwritten. A searcher's options are generated from its config
+dataclass (cli_options.py), so each default, type and help text is written once, there.
 """
 from __future__ import annotations
 
