@@ -23,8 +23,10 @@ from pathlib import Path
 
 from .errors import OptionError
 from .rundir import RunDir, atomic_write_bytes, atomic_write_json
+from .version import describe
 
 CONFIG = "compare-config.json"
+CLIMB, RETRAIN = "nash", "retrain"  # retrain trains the final architecture of the climb of its seed
 SNAPSHOT = "start"  # the start network every run of the comparison begins from
 
 
@@ -74,13 +76,16 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
     """Run or resume the comparison in `out`; return the table (markdown). `overrides` maps a
     method (or "*" for every method that has the field) to config fields. `executor` runs the
     runs (default: here, one after another)."""
-    from .search import SEARCHERS, searcher
+    from .search import searcher
     from .search.executors import LocalExecutor
 
     for m in methods:
         searcher(m)  # unknown names fail before anything runs
     if not methods:
         raise OptionError("--methods is empty")
+    if RETRAIN in methods and CLIMB not in methods:
+        raise OptionError(f"{RETRAIN} trains the architecture the {CLIMB} run of its seed ends with: add {CLIMB} to "
+                          f"--methods")
     out = Path(out)
     for m in overrides:
         if m != "*":
@@ -90,6 +95,10 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
         snapshot = str((out / SNAPSHOT).resolve())
         overrides = {**overrides, "*": {**overrides["*"], "start": snapshot, "new_head": False}}
         configs = {k: dataclasses.replace(c, start=snapshot) if hasattr(c, "start") else c for k, c in configs.items()}
+    for (m, seed), c in configs.items():  # retrain starts from the climb of its seed, whatever it began with
+        if m == RETRAIN:
+            configs[(m, seed)] = dataclasses.replace(c, start=str((out / f"{CLIMB}-seed{seed}" / "best").resolve()),
+                                                     new_head=False)
     setup = {"methods": methods, "seeds": seeds, "common": common, "overrides": overrides}
     if (out / CONFIG).exists():
         old = RunDir(out).read_json(CONFIG)
@@ -102,29 +111,35 @@ def run_compare(methods: list[str], seeds: int, common: dict, overrides: dict, o
         start.save(out / SNAPSHOT)
     atomic_write_json(out / CONFIG, setup)
 
-    runs, todo = {}, []
-    for seed in range(seeds):
-        for m in methods:
-            path = out / f"{m}-seed{seed}"
-            if (path / "results.json").exists():
-                runs[(m, seed)] = RunDir(path).read_json("results.json")
-                continue
-            resume = (path / "config.json").exists()
-            where = path if executor is None or executor.in_process else path.resolve()  # a worker's cwd differs
-            todo.append((m, seed, (m, str(where), None if resume else configs[(m, seed)], quiet)))
+    runs, versions = {}, {}
+    # two waves: retrain reads the architecture its seed's climb ends with, so it runs after every
+    # other run (at once under ray; here, one after another)
+    for wave in ([m for m in methods if m != RETRAIN], [m for m in methods if m == RETRAIN]):
+        todo = []
+        for seed in range(seeds):
+            for m in wave:
+                path = out / f"{m}-seed{seed}"
+                if (path / "results.json").exists():
+                    runs[(m, seed)] = RunDir(path).read_json("results.json")
+                    continue
+                resume = (path / "config.json").exists()
+                where = path if executor is None or executor.in_process else path.resolve()  # a worker's cwd differs
+                todo.append((m, seed, (m, str(where), None if resume else configs[(m, seed)], quiet)))
 
-    def done(i, res):
-        m, seed, _ = todo[i]
-        runs[(m, seed)] = res
-        if progress is not None:
-            progress(m, seed, res)
+        def done(i, res, todo=todo):
+            m, seed, _ = todo[i]
+            runs[(m, seed)] = res
+            if progress is not None:
+                progress(m, seed, res)
 
-    (executor or LocalExecutor()).run_many(run_one, [args for _, _, args in todo], on_done=done)
+        (executor or LocalExecutor()).run_many(run_one, [args for _, _, args in todo], on_done=done)
+    for (m, seed) in runs:  # the code each run was made with (config.json keeps it)
+        versions[f"{m}-seed{seed}"] = RunDir(out / f"{m}-seed{seed}").config.get("version")
     runs = {(m, s): runs[(m, s)] for s in range(seeds) for m in methods if (m, s) in runs}  # table order
     rows = summarise(methods, seeds, runs)
-    table = to_markdown(rows, common)
+    table = to_markdown(rows, common, versions)
     atomic_write_bytes(out / "compare.md", (table + "\n").encode())
-    atomic_write_json(out / "compare.json", {"setup": setup, "rows": rows,
+    atomic_write_json(out / "compare.json", {"setup": setup, "rows": rows, "versions": versions,
                                              "runs": {f"{m}-seed{s}": r for (m, s), r in runs.items()}})
     plot_curves(methods, seeds, runs, out / "compare.png", common.get("budget"))
     return table
@@ -166,13 +181,16 @@ def _configs(methods, seeds, common, overrides) -> tuple[dict, object]:
                 kw[k] = coerce_field(cls, k, v, f"--set {m}.{k}")
             if start is not None and "start" in fields:
                 kw["start"] = start
+            if m == RETRAIN:  # the climb's end, once it exists (run_compare points at it)
+                kw["start"] = f"{CLIMB}-seed{seed}/best"
             configs[(m, seed)] = SEARCHERS[m].make(**kw)
     unknown = [k for k in overrides.get("*", {})
                if not any(k in {f.name for f in dataclasses.fields(SEARCHERS[m].config)} for m in methods)]
     if unknown:
         raise OptionError(f"--set {unknown[0]}: none of the methods ({', '.join(methods)}) has a field {unknown[0]!r}")
-    for cfg in configs.values():
-        cfg.check_data(data)
+    for (m, _), cfg in configs.items():
+        if m != RETRAIN:  # retrain's network is checked when it runs, after the climb has made it
+            cfg.check_data(data)
     return configs, start
 
 
@@ -209,7 +227,7 @@ def _lead(x) -> str:
     return f"{x['lead']:+.4f} ({verdict})"
 
 
-def to_markdown(rows, common) -> str:
+def to_markdown(rows, common, versions: dict | None = None) -> str:
     lines = [f"data {common.get('data')}" + (f" (subset {common['subset']})" if common.get("subset") else "")
              + f", budget {common.get('budget'):.0f}s per run",
              "",
@@ -224,6 +242,14 @@ def to_markdown(rows, common) -> str:
                      f"{_lead(r['lead_none'])} |")
     lines += ["", "A lead 'exceeds the seed spread' when it is larger than sqrt(std_a^2 + std_b^2) of the two "
               "methods' test accuracies over seeds."]
+    made_by = {}
+    for run, v in (versions or {}).items():
+        made_by.setdefault(describe(v), []).append(run)
+    if len(made_by) > 1:
+        lines += ["", "**These runs come from different versions of the code:** " +
+                  "; ".join(f"{d}: {', '.join(sorted(rs))}" for d, rs in sorted(made_by.items()))]
+    elif made_by:
+        lines += ["", f"Code: {next(iter(made_by))}."]
     return "\n".join(lines)
 
 

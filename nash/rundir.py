@@ -95,7 +95,8 @@ class RunDir:
             raise RunDirError(f"{run.path} exists and is not a directory")
         if (run.path / CONFIG).exists():
             old = run.read_json(CONFIG)
-            same = {k: v for k, v in old.items() if k != "created"} == {k: v for k, v in config.items() if k != "created"}
+            same = {k: v for k, v in old.items() if k not in ("created", "version")} == \
+                {k: v for k, v in config.items() if k not in ("created", "version")}
             hint = "resume it with --resume" if same else "it holds a different run; choose another --out"
             raise RunDirError(f"{run.path} already holds a run ({hint})")
         if run.path.is_dir() and any(run.path.iterdir()):

@@ -15,6 +15,7 @@ from typing import Callable
 from ..data import load_dataset
 from ..errors import OptionError
 from ..rundir import RunDir, default_run_path
+from ..version import code_version
 from .climb import ClimbConfig, HillClimber, run_climb
 from .budget import Budget
 from .contract import SearchConfig, StartNetConfig, pick_device
@@ -77,7 +78,8 @@ def open_run(name: str, cfg: SearchConfig | None = None, out=None, resume=None, 
                               f"not {name!r}")
         cfg = searcher(name).config.from_json(stored["config"]).resumed_with(changes or {})
         return run, cfg
-    run = RunDir.create(out or default_run_path(name), {"method": name, "config": cfg.to_json()})
+    run = RunDir.create(out or default_run_path(name), {"method": name, "config": cfg.to_json(),
+                                                        "version": code_version()})
     return run, cfg
 
 

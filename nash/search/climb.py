@@ -17,6 +17,7 @@ Every step ends with an atomic checkpoint; a killed run resumes after its last f
 from __future__ import annotations
 
 import copy
+import statistics
 from dataclasses import dataclass, field
 
 from morphisms import Network, random_morphisms
@@ -104,14 +105,16 @@ class HillClimber:
     # ---------------------------------------------------------------- what schedules use
 
     def train(self, net: Network, epochs: float, seed: int, cycle=(0.0, 1.0), deadline=None, label="",
-              required=False) -> TrainOutcome:
-        """Train one network in this process (the lineage, between steps) and score it."""
+              required=False, opt_state=None) -> TrainOutcome:
+        """Train one network in this process (the lineage, between steps) and score it;
+        `opt_state`: the optimizer's state from the piece before (momentum carried)."""
         bar = self.rep.task(label, epochs) if label else None
 
         def on_epoch(epoch, res):
             self.rep.update(bar, completed=epoch, info=f"loss {res.train_loss:.3f} acc {res.train_acc:.3f}")
 
-        job = TrainJob(0, net, epochs, cycle, seed, deadline=deadline, required=required)
+        job = TrainJob(0, net, epochs, cycle, seed, deadline=deadline, required=required, opt_state=opt_state,
+                       carry_momentum=self.budget.limited)
         out = train_candidate(job, (self.data, self.settings), on_epoch=on_epoch)
         self.rep.remove(bar)
         return out
@@ -122,8 +125,9 @@ class HillClimber:
         obs = state["timings"]
         x = net.macs()
         same = [sec for m, sec in obs if m == x]
-        if same:  # this very network (or its twin) was timed: the latest time is the best guess
-            return same[-1] * EPOCH_MARGIN
+        if same:  # this very network (or its twin) was timed: its latest times are the best guess (the
+            # median of the last three: one piece slowed by a busy machine should not resize the rest)
+            return statistics.median(same[-3:]) * EPOCH_MARGIN
         if len({m for m, _ in obs}) < 2:
             m0, s0 = obs[-1]
             return s0 * max(1.0, x / max(m0, 1))

@@ -47,6 +47,10 @@ class TrainJob:
     deadline: float | None = None  # a job that would start after it is skipped, not run
     required: bool = False  # runs even past the deadline (the parent: a step always has it)
     origin: ChildOrigin | None = None  # how `net` was made from its parent, while it is untrained
+    # the lineage trained in pieces carries SGD's momentum from one piece to the next: the state
+    # to start from (None: fresh), and whether to hand the state back (outcome.extra["opt_state"])
+    opt_state: dict | None = None
+    carry_momentum: bool = False
 
 
 class RebuildMismatch(RuntimeError):
@@ -114,8 +118,11 @@ def train_candidate(job: TrainJob, shared: tuple[DataSplits, TrainSettings], on_
         return TrainOutcome(job.key, job.net, failed="skipped: the budget ran out before it started")
     res = sgdr_train(job.net, data.train_x, data.train_y, job.epochs, s.lr_start, s.lr_end,
                      batch_size=s.batch_size, aug=s.augment, mixup_alpha=s.mixup, seed=job.seed,
-                     cycle=job.cycle, deadline=None if job.required else job.deadline, on_epoch=on_epoch)
+                     cycle=job.cycle, deadline=None if job.required else job.deadline, on_epoch=on_epoch,
+                     opt_state=job.opt_state)
     out = TrainOutcome(job.key, job.net, res.epochs, res.seconds, res.train_loss, res.train_acc, failed=res.failed)
+    if job.carry_momentum:
+        out.extra["opt_state"] = res.opt_state
     if res.failed is None and res.epochs < job.epochs:
         out.failed = f"cut off by the budget after {res.epochs} of {job.epochs} epochs"
     if out.failed is None:

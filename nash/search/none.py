@@ -47,7 +47,8 @@ def train_one_cycle(method: str, make_net, cfg, data: DataSplits, run: RunDir, b
 
     def train(net, epochs, cycle, seed, opt_state=None):
         return sgdr_train(net, data.train_x, data.train_y, epochs, cfg.lr_start, cfg.lr_end, batch_size=cfg.batch_size,
-                          aug=aug, mixup_alpha=cfg.mixup, seed=seed, cycle=cycle, opt_state=opt_state)
+                          aug=aug, mixup_alpha=cfg.mixup, seed=seed, cycle=cycle, opt_state=opt_state,
+                          deadline=budget.deadline)
 
     state = run.load_checkpoint()
     if state is None:

@@ -15,11 +15,14 @@ candidates, training them through the executor, keeping the best, checkpoints an
 from __future__ import annotations
 
 import copy
+import statistics
 
 from ..errors import NashError
 from . import plan
 from .budget import PAPER_PRETRAIN_SHARE, PLANNED_MARGIN, STEP_SHARE, timed_epochs
-from .kit import child_seed
+from .kit import child_seed, net_state
+
+LINEAGE_PIECE = 0.1  # of the cycle: on a budget the lineage re-plans its epochs after each piece
 
 
 class PaperSchedule:
@@ -127,15 +130,18 @@ class BudgetSchedule:
             c.rep.log(f"plan: the parent won {plan.PARENT_WINS_TO_STOP} steps in a row; no more steps")
         c.run.event("plan", step=state["step"], u=round(state["u"], 6), **p.to_json())
 
-    def plan_from(self, net, state: dict) -> plan.Plan:
-        """The plan for the time left from here, with `net` the lineage's best (plan.py)."""
+    def plan_from(self, net, state: dict, exact_steps: int | None = None) -> plan.Plan:
+        """The plan for the time left from here, with `net` the lineage's best (plan.py);
+        `exact_steps`: this many steps (else the user's --steps, else as many as fit)."""
         c, cfg = self.c, self.c.cfg
+        if exact_steps is None and cfg.steps is not None:
+            exact_steps = max(cfg.steps - state["step"], 0)
         per_epoch = c.predict_epoch(net, state)
         return plan.make_plan(c.budget.left() - c.budget.reserve(per_epoch), per_epoch, net.macs(), net.num_params(),
                               state["u"], n_neigh=cfg.n_neigh, iters_per_epoch=c.iters_per_epoch,
                               train_images=len(c.data.train_y), search_share=cfg.search_share,
                               growth=min(plan.GROWTH, cfg.max_growth or plan.GROWTH), parallel=c.parallelism,
-                              exact_steps=None if cfg.steps is None else max(cfg.steps - state["step"], 0),
+                              exact_steps=exact_steps,
                               grow=not self._parent_keeps_winning(state))
 
     @staticmethod
@@ -168,29 +174,67 @@ class BudgetSchedule:
 
     # ---------------------------------------------------------------- the lineage
 
-    def train_lineage(self, net, state: dict, until: float, label: str, log: bool = True, fractional: bool = False):
+    def train_lineage(self, net, state: dict, until: float, label: str, log: bool = True, adopt: bool = False):
         """Train the lineage's best from progress u to `until` of its cycle; (net, epochs trained).
-        With `log`, an event and a checkpoint record it."""
+        With `log`, an event and a checkpoint record each piece.
+
+        Without a budget: one piece of the flags' whole epochs. On a budget: pieces of at most
+        LINEAGE_PIECE of the cycle (fractional epochs, momentum carried), the epochs per unit of
+        progress re-planned after each from the time left and the speed just measured (a first
+        timing is often off: warm-up, a machine's load); with `adopt`, a plan without steps that
+        now finds room for some takes them from here (pretraining after a slow timing)."""
         c = self.c
-        epochs = (until - state["u"]) * state["plan"]["rate"]
-        epochs = epochs if fractional and c.budget.limited else int(round(epochs))
+        if not c.budget.limited:
+            epochs = int(round((until - state["u"]) * state["plan"]["rate"]))
+            net, trained, _ = self._piece(net, state, until, epochs, label, log, 0)
+            return net, trained
+        trained, piece, opt = 0, 0, None
+        while state["u"] < until:
+            end = min(until, state["u"] + LINEAGE_PIECE)
+            epochs = (end - state["u"]) * state["plan"]["rate"]
+            if epochs * c.iters_per_epoch < 1:  # no optimizer step fits: the cycle ends here
+                state["u"] = until
+                break
+            net, n, opt = self._piece(net, state, end, epochs, label, log, piece, opt)
+            trained, piece = trained + n, piece + 1
+            if state["u"] >= until or c.budget.left() <= 0:
+                break
+            if adopt and not state["plan"]["positions"] and self.plan_from(net, state).steps:
+                self.replan(net, state)  # steps from here on: the caller's `until` no longer holds
+                return net, trained
+            self._refresh_rate(net, state)
+        state["u"] = until
+        return net, trained
+
+    def _piece(self, net, state: dict, until: float, epochs: float, label: str, log: bool, piece: int, opt=None):
+        """One piece of the lineage's training, u to `until`; (net, epochs, optimizer state)."""
+        c = self.c
         u0, trained = state["u"], 0
         if epochs * c.iters_per_epoch >= 1:
-            out = c.train(net, epochs, child_seed(c.cfg.seed, state["step"], 997), (u0, until),
-                          deadline=c.budget.deadline, label=label)
+            seed = child_seed(c.cfg.seed, state["step"], 997 + piece)
+            out = c.train(net, epochs, seed, (u0, until), deadline=c.budget.deadline, label=label, opt_state=opt)
             c.observe(state, net, out)
             if out.failed and "non-finite" in out.failed:
                 raise NashError(f"{label}: {out.failed}; lower --lr-start")
-            trained = out.epochs
+            trained, opt = out.epochs, out.extra.get("opt_state")
             if log:
                 c.run.event("lineage", step=state["step"], epochs=out.epochs, cycle=[round(u0, 6), round(until, 6)],
                             val_acc=out.val_acc, val_loss=out.val_loss, seconds=out.seconds)
         state["u"] = until
         if log:
-            from .kit import net_state
             state["best"] = net_state(net)
             c.run.save_checkpoint(state)
-        return net, trained
+        return net, trained, opt
+
+    def _refresh_rate(self, net, state: dict) -> None:
+        """Epochs per unit of progress for the rest of the cycle, from the time left, the steps
+        still planned kept where they are."""
+        p = self.plan_from(net, state, exact_steps=len(state["plan"]["positions"]) - self._done_in_plan(state))
+        state["plan"] = {**state["plan"], "rate": p.rate}
+
+    @staticmethod
+    def _done_in_plan(state: dict) -> int:
+        return state["step"] + 1 - state["plan"]["from_step"]
 
     def pretrain(self, net, state: dict) -> int:
         # An epoch or two at the starting learning rate time the start net (the cycle's first
@@ -200,7 +244,7 @@ class BudgetSchedule:
         state["timings"].append([net.macs(), seconds])
         self.replan(net, state)
         first = state["plan"]["positions"][0] if state["plan"]["positions"] else 1.0
-        net, more = self.train_lineage(net, state, first, "pretrain", log=False, fractional=not state["plan"]["positions"])
+        net, more = self.train_lineage(net, state, first, "pretrain", log=False, adopt=True)
         return len(outs) + more
 
     def before_step(self, best, state: dict, step: int):
@@ -220,10 +264,9 @@ class BudgetSchedule:
         if c.budget.limited:
             per_epoch = [c.predict_epoch(x.net, state) for x in candidates[:n]]
             while n > 2:
+                # a rung of k candidates: ceil(k / slots) rounds of its e epochs, at the dearest k's mean
                 rungs = plan.halving_rungs(n, first)
-                slots = max(c.parallelism, 1)
-                cost = sum(sum(sorted(per_epoch[:n])[-min(k, slots):]) * e * -(-k // slots) / min(k, slots)
-                           for k, e in rungs)
+                cost = sum(-(-k // c.parallelism) * e * statistics.fmean(sorted(per_epoch[:n])[-k:]) for k, e in rungs)
                 if cost <= STEP_SHARE * max(c.budget.left(), 0):
                     break
                 n -= 1
@@ -244,7 +287,7 @@ class BudgetSchedule:
     def final(self, best, state: dict):
         if self.c.budget.limited:
             self.replan_final(best, state)
-        return self.train_lineage(best, state, 1.0, "final training", log=False, fractional=True)
+        return self.train_lineage(best, state, 1.0, "final training", log=False)
 
     def replan_final(self, best, state: dict) -> None:
         """The rest of the cycle in the time left: epochs (fractional) that end before the deadline."""
