@@ -20,7 +20,7 @@ from .cli_options import config_options
 from .darts import METHODS, SELECTORS, SMOOTHERS, SPACES
 from .errors import NashError, OptionError
 from .rundir import RunDir, default_run_path
-from .search import ClimbConfig, DartsConfig, SearchConfig, StartNetConfig
+from .search import SEARCHERS, ClimbConfig, DartsConfig, SearchConfig, StartNetConfig
 from .search.executors import EXECUTORS
 
 
@@ -182,19 +182,60 @@ def _print_results(results: dict, out_hint: str) -> None:
 @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/nash-<time>).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
 @click.option("--quiet", is_flag=True, help="Log lines instead of progress bars.")
+@click.option("--plan", "show_plan", is_flag=True, help="With --budget: time the start net for an epoch or two, "
+              "print what the budget buys (steps, their places, candidates, rungs, predicted final size) and exit "
+              "without searching or writing anything.")
 @executor_options
 @click.pass_context
 @one_line_errors
-def climb(ctx, out, resume, quiet, **kw):
+def climb(ctx, out, resume, quiet, show_plan, **kw):
     """Hill-climb with network morphisms (NASH), then train the winner."""
     started = time.time()
     _take_start_module(kw, resume)
     executor = _executor(kw, kw.get("device"))  # not part of the run's config: a resume may change it
+    if show_plan:
+        try:
+            _print_plan(kw, resume, started, executor)
+        finally:
+            executor.close()
+        return
     try:
         results = _run("nash", kw, out, resume, quiet, started, ctx, executor=executor)
     finally:
         executor.close()
     _print_results(results, str(Path(results["run_dir"]) / "results.json"))
+
+
+def _print_plan(kw: dict, resume, started: float, executor) -> None:
+    """`nash climb --plan`: the budget schedule's plan for these options, on the stdout; the last
+    line one JSON object."""
+    import json
+    from .search import Budget, ClimbConfig, load_data
+    from .search.climb import preview_plan
+    from .search.start import resolve_start
+    if resume:
+        raise OptionError("--plan shows what a new climb would plan; it does not take --resume")
+    cfg = ClimbConfig(**kw)
+    if cfg.budget is None:
+        raise OptionError("--plan needs --budget (without one the steps are the flags': --steps, 5 by default)")
+    data = load_data(cfg)
+    cfg, _ = resolve_start(cfg, data)
+    cfg.check_data(data)
+    p = preview_plan(cfg, data, Budget.for_run(cfg.budget, started), executor)
+    click.echo(f"budget {cfg.budget:.0f}s on {cfg.data} ({len(data.train_y):,} training images), "
+               f"{p['parallelism']} parallel slot(s): the start net ({p['start_params']:,} params, "
+               f"{p['start_macs']:,} MACs) trains an epoch in {p['epoch_seconds']:.2f}s")
+    if p["steps"]:
+        places = ", ".join(f"{x:.0%}" for x in p["positions"])
+        rungs = " -> ".join(f"{c} x {e} ep" for c, e in p["rungs"])
+        click.echo(f"{p['steps']} steps at {places} of the lineage's learning-rate cycle, {p['candidates']} candidates "
+                   f"each, rungs {rungs}")
+    else:
+        click.echo("no step fits: the start net trains for the whole budget")
+    click.echo(f"lineage: {p['lineage_epochs']:.1f} epochs ({p['phase_epochs']:.1f} between steps); candidates that "
+               f"lose: ~{p['lost_seconds']:.0f}s; predicted final network: {p['predicted_final_params']:,} params, "
+               f"{p['predicted_final_macs']:,} MACs (re-planned at every step from what was measured)")
+    click.echo(json.dumps(p))
 
 
 # DartsConfig's fields whose choices and names the CLI gives (nash/darts keeps the registries)
@@ -254,8 +295,7 @@ def train_genotype_cmd(genotype, out, quiet, **kw):
 
 @main.command()
 @click.option("--methods", default="nash,random,none,darts", show_default=True,
-              help="Comma-separated searchers: nash, random, none, darts, and the DARTS variants sdarts-rs, "
-                   "sdarts-adv, darts-pt, milenas, nasp.")
+              help=f"Comma-separated searchers, of: {', '.join(SEARCHERS)}.")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per method (0, 1, ...).")
 @config_options(SearchConfig, only=("budget", *DATA_FIELDS, "val_fraction"),
                 overrides={"budget": {"required": True, "help": "Wall-clock budget of each run: 3m, 30m, 12h, ..."}})
