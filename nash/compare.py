@@ -165,7 +165,7 @@ def _configs(methods, seeds, common, overrides) -> tuple[dict, object]:
     given_start = star.pop("start", None)
     new_head = bool(star.pop("new_head", False))
     overrides = {**overrides, "*": star}
-    data = load_data(SEARCHERS[methods[0]].make(**common))
+    data = load_data(SEARCHERS[next(m for m in methods if m != RETRAIN)].make(**common))
     start = None if given_start is None else start_network(given_start, data, 0 if new_head else None)
     configs = {}
     for seed in range(seeds):

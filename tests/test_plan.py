@@ -73,3 +73,21 @@ def test_halving_rungs():
     assert halving_rungs(5, 3) == [(5, 3), (3, 3), (2, 6)]
     assert halving_rungs(1, 1) == []
     assert math.isclose(sum(e for _, e in halving_rungs(4, 2)), 4)
+
+
+def test_plan_flag_times_the_start_net_prints_the_plan_and_writes_nothing(tmp_path):
+    import json
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "nash", "climb", "--plan", "--budget", "2h", "--data", "digits",
+                        "--subset", "400", "--widths", "8,16", "--device", "cpu", "--quiet"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    last = json.loads(p.stdout.strip().splitlines()[-1])
+    assert {"steps", "lineage_epochs", "predicted_final_macs"} <= set(last)
+    assert last["steps"] >= 1 and last["predicted_final_macs"] > last["start_macs"]
+    assert list(tmp_path.iterdir()) == []  # no run directory, no checkpoint: only the timing ran
+    # without a budget there is nothing to plan: one line, exit 2
+    p = subprocess.run([sys.executable, "-m", "nash", "climb", "--plan", "--data", "digits"], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "--budget" in p.stderr

@@ -1,0 +1,56 @@
+"""retrain: a climb's final architecture from fresh weights, trained for the whole budget."""
+import json
+import subprocess
+import sys
+
+import torch
+
+from morphisms import Network, random_morphisms, start_net
+from nash.data import load_dataset
+from nash.search import RetrainConfig, run_searcher
+from nash.search.retrain import fresh_network
+
+
+def grown(tmp_path):
+    net = start_net(1, 10, (8, 16), 8)
+    child, _ = random_morphisms(net, 4, rng=3)
+    child.save(tmp_path / "climbed")
+    return child
+
+
+def test_retrain_trains_the_climbs_architecture_from_fresh_weights(tmp_path):
+    climbed = grown(tmp_path)
+    data = load_dataset("digits", subset=300, device="cpu")
+    cfg = RetrainConfig(data="digits", subset=300, device="cpu", widths=(8, 16), start=str(tmp_path / "climbed"),
+                        epochs=2)
+    fresh = fresh_network(cfg, data)
+    assert fresh.to_json() == climbed.to_json()  # the same architecture
+    old, new = climbed.state_dict(), fresh.state_dict()
+    weights = [k for k in old if k.endswith("weight") and old[k].dim() > 1]
+    assert weights and all(not torch.equal(old[k], new[k]) for k in weights)  # none of its weights
+    # drawn from the seed: the same seed, the same weights; another seed, others
+    again = fresh_network(cfg, data).state_dict()
+    assert all(torch.equal(new[k], again[k]) for k in new)
+    other = fresh_network(RetrainConfig(**{**cfg.__dict__, "seed": 1}), data).state_dict()
+    assert any(not torch.equal(new[k], other[k]) for k in weights)
+    res = run_searcher("retrain", cfg, out=tmp_path / "run")
+    assert res["method"] == "retrain" and res["epochs"] == 2
+    assert Network.load(tmp_path / "run" / "best").to_json() == climbed.to_json()
+
+
+def test_compare_runs_retrain_after_the_climb_of_its_seed_and_refuses_it_alone(tmp_path):
+    common = ["--budget", "10s", "--data", "digits", "--subset", "300", "--device", "cpu", "--widths", "8,16",
+              "--quiet", "--seeds", "1"]
+    p = subprocess.run([sys.executable, "-m", "nash", "compare", "--methods", "none,retrain", *common, "--out",
+                        str(tmp_path / "alone")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "nash" in p.stderr
+    assert not (tmp_path / "alone").exists()
+    out = tmp_path / "cmp"
+    p = subprocess.run([sys.executable, "-m", "nash", "compare", "--methods", "retrain,nash", *common, "--out",
+                        str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    climb = Network.load(out / "nash-seed0" / "best")
+    retrained = Network.load(out / "retrain-seed0" / "best")
+    assert retrained.to_json() == climb.to_json()
+    runs = json.loads((out / "compare.json").read_text())["runs"]
+    assert runs["retrain-seed0"]["final"]["params"] == runs["nash-seed0"]["final"]["params"]
