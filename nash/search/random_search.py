@@ -1,17 +1,12 @@
 """`random`: random search at the same budget, the baseline that tells whether hill climbing
 beats luck.
 
-Networks are made from the start net by random morphism sequences as long as a climb's winner
-has by its end: n_nm per step of the plan a climb would make on this budget (plan.py), their
-growth capped as a climb's lineage is (max_growth per step), each from its own fresh
-initialisation. Each is trained with one SGDR cycle as long as a step's winner trains in a
-climb, one after another until the search's share of the budget is used; the best by
-validation accuracy (ties: lower validation loss) then gets the rest of the budget as the
-climb's winner does: one more cycle. Without a budget, `candidates` networks of epoch_neigh
-epochs, then epoch_final epochs. Candidates train through the executor in batches as wide as
-its parallelism (one at a time locally); each is recorded, in order, when its batch is done.
-Resumable after every batch.
-"""
+Each candidate is the start net from its own fresh initialisation grown by a random morphism
+sequence as long (and its cost capped as) a climb's lineage by its end on this budget
+(plan.py), trained one SGDR cycle as long as a step's winner trains in a climb; candidates
+train through the executor, a batch as wide as its parallelism, until the search share is
+spent (without a budget: `candidates` of epoch_neigh epochs). The best by validation accuracy
+trains one more cycle for the rest of the budget (epoch_final epochs). Resumable per batch."""
 from __future__ import annotations
 
 import dataclasses

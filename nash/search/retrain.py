@@ -18,7 +18,8 @@ from ..errors import OptionError
 from ..rundir import RunDir
 from .budget import Budget
 from .kit import child_seed, make_start_net
-from .none import NoneConfig, train_one_cycle
+from .none import NoneConfig
+from .one_cycle import train_one_cycle
 
 
 @dataclass
