@@ -22,3 +22,15 @@ __all__ = [
     "deepen", "from_module", "infer_shapes", "inputs_of", "insert_bn", "moves", "new_graph", "new_head", "random_morphisms", "register_layer", "reinitialized",
     "start_net", "to_source", "validate", "widen", "write_source",
 ]
+
+# the approximate family (shrinking moves), apart from the exact MORPHISMS: see approximate.py
+from .approximate import SHRINK_KINDS, Shrink, approximation_error
+from .prune import prune_filters
+from .remove_block import remove_block
+from .separable import separable
+from .shrink import SHRINKS, random_shrink, shrinks
+
+__all__ += [
+    "SHRINKS", "SHRINK_KINDS", "Shrink", "approximation_error", "prune_filters", "random_shrink", "remove_block",
+    "separable", "shrinks",
+]
