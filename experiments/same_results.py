@@ -1,8 +1,9 @@
-"""Same seed, same results: run `nash`, `random`, `none` and `darts` without a budget at tiny
+"""Same seed, same results: run `nash`, `random`, `none`, `darts` (or the DARTS variants) without a budget at tiny
 settings on two versions of the code and diff their run directories, times aside.
 
     python experiments/same_results.py                   # HEAD against the working tree
     python experiments/same_results.py BASE [OTHER]      # two commits (OTHER "worktree": the working tree)
+    python experiments/same_results.py b889264 --methods darts,darts-variants
 
 Each version runs from its own copy under /tmp (a `git worktree` for a commit, a copy of the
 tracked and untracked files for the working tree), with PYTHONPATH and the working directory
@@ -19,6 +20,7 @@ verdict per file; the last line is a JSON object {"identical": bool, ...}.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -44,6 +46,12 @@ API = {
                    epoch_neigh=1, epoch_final=1),
     "none": dict(data="digits", subset=300, device="cpu", widths=[8, 16], epochs=2),
 }
+# the DARTS variants, each searcher by its registry name at the darts command's tiny settings
+TINY_DARTS = dict(data="digits", subset=300, device="cpu", epochs=1, channels=4, layers=2, batch_size=32,
+                  train_epochs=1, train_channels=4, train_layers=2, train_batch_size=64)
+VARIANTS = ("sdarts-rs", "sdarts-adv", "darts-pt", "milenas", "nasp")
+API.update({name: dict(TINY_DARTS, **({"pt_tune_epochs": 1} if name == "darts-pt" else {})) for name in VARIANTS})
+ALL = ("nash", "random", "none", "darts", *VARIANTS)
 DRIVER = """
 import json, sys
 import nash
@@ -87,10 +95,10 @@ def checkout(spec: str, root: Path) -> tuple[Path, str]:
     return dest, commit[:12]
 
 
-def run_all(code: Path, out: Path) -> dict:
+def run_all(code: Path, out: Path, methods) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     logs = {}
-    for name in ("nash", "random", "none", "darts"):
+    for name in methods:
         run_dir = out / name
         if name in CLI:
             cmd = [sys.executable, "-c", "import sys, nash; print('nash from', nash.__file__, file=sys.stderr); "
@@ -105,9 +113,9 @@ def run_all(code: Path, out: Path) -> dict:
     return logs
 
 
-def compare(a: Path, b: Path) -> dict:
+def compare(a: Path, b: Path, methods) -> dict:
     verdicts = {}
-    for name in ("nash", "random", "none", "darts"):
+    for name in methods:
         ra, rb = a / name, b / name
 
         def events(d):
@@ -136,8 +144,26 @@ def compare(a: Path, b: Path) -> dict:
     return verdicts
 
 
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("base", nargs="?", default="HEAD", help="a commit (default HEAD)")
+    p.add_argument("other", nargs="?", default="worktree", help="a commit, or worktree (default): the working tree")
+    p.add_argument("--methods", default="nash,random,none,darts",
+                   help=f"comma-separated, of {', '.join(ALL)}; darts-variants: all DARTS variants "
+                        f"(default nash,random,none,darts)")
+    args = p.parse_args(argv)
+    methods = []
+    for m in args.methods.split(","):
+        for name in (VARIANTS if m == "darts-variants" else (m,)):
+            if name not in ALL:
+                p.error(f"unknown method {name!r} (known: {', '.join(ALL)}, darts-variants)")
+            methods.append(name)
+    return [args.base, args.other], methods
+
+
 def main(argv):
-    specs = (argv + ["HEAD", "worktree"][len(argv):])[:2]
+    specs, methods = parse(argv)
     root = Path(tempfile.mkdtemp(prefix="same-results-"))
     made = []
     try:
@@ -148,10 +174,10 @@ def main(argv):
                 made.append(code)
             out = root / f"runs-{len(results)}"
             print(f"{spec}: {desc}, code at {code}", flush=True)
-            run_all(code, out)
+            run_all(code, out, methods)
             results[spec] = (desc, out)
         (da, a), (db, b) = results[specs[0]], results[specs[1]]
-        verdicts = compare(a, b)
+        verdicts = compare(a, b, methods)
         for f, v in verdicts.items():
             print(f"{f:28s} {v}")
         identical = all(v.startswith("same") for v in verdicts.values())

@@ -200,8 +200,21 @@ def test_resumed_search_equals_uninterrupted_and_writes_its_outputs(tmp_path):
     run = RunDir.create(tmp_path / "killed", CFG)
     with pytest.raises(Killed):
         run_search(CFG, run, data, progress=kill_after_first_epoch)
+    # a checkpoint of the earlier format also holds the global generator's state: read, ignored
+    state = run.load_checkpoint()
+    assert "torch" not in state["rng"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(99)
+        state["rng"]["torch"] = torch.get_rng_state()
+    run.save_checkpoint(state)
     seen = []
-    resumed = run_search(CFG, RunDir.open(tmp_path / "killed"), data, progress=seen.append)
+    with torch.random.fork_rng(devices=[]):
+        # the caller's generator is elsewhere than in the first session: the search neither
+        # depends on it nor sets it (the old resume restored it from the checkpoint)
+        torch.manual_seed(1234)
+        caller = torch.get_rng_state()
+        resumed = run_search(CFG, RunDir.open(tmp_path / "killed"), data, progress=seen.append)
+        assert torch.equal(torch.get_rng_state(), caller)
     assert [e["epoch"] for e in seen] == [2]  # continued at the next epoch
 
     a = RunDir.open(tmp_path / "full").load_checkpoint()
@@ -228,6 +241,22 @@ def test_resumed_search_equals_uninterrupted_and_writes_its_outputs(tmp_path):
             assert 0 <= e["train_acc"] <= 1 and 0 <= e["val_acc"] <= 1
     assert [e["alphas_normal"] for e in RunDir.open(tmp_path / "full").events("darts_epoch")] == \
            [e["alphas_normal"] for e in RunDir.open(tmp_path / "killed").events("darts_epoch")]
+
+
+def test_a_search_leaves_process_wide_state_alone(tmp_path):
+    """Denormal flushing is the process's (the nash CLI sets it at its start), not a search's."""
+    def flushed():
+        return bool(torch.tensor([1e-40]) * 1.0 == 0)  # 1e-40 is a float32 denormal
+
+    was = flushed()
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        cfg = dict(CFG, order=1, epochs=1)
+        run_search(cfg, RunDir.create(tmp_path / "run", cfg), random_data())
+        assert not flushed()
+    finally:
+        torch.set_flush_denormal(was)
 
 
 def test_budget_stops_between_epochs_and_resume_checks_the_config(tmp_path):
@@ -279,7 +308,7 @@ def test_config_errors_are_one_line(bad):
 
 
 def test_foreign_config_keys_are_ignored():
-    assert search_config({"dataset": "cifar10"})["w_lr"] == 0.025
+    assert search_config({"dataset": "cifar10"}).w_lr == 0.025
 
 
 def test_train_genotype_helper():

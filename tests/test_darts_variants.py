@@ -379,8 +379,8 @@ def test_variant_config_errors_are_one_line():
         with pytest.raises(SearchConfigError, match=fragment) as e:
             search_config(bad)
         assert "\n" not in str(e.value)
-    assert search_config({})["layers"] == 8 and search_config({"space": "nb201"})["layers"] == 5
-    assert search_config({"space": "nb201", "layers": 2})["layers"] == 2
+    assert search_config({}).layers == 8 and search_config({"space": "nb201"}).layers == 5
+    assert search_config({"space": "nb201", "layers": 2}).layers == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,7 +428,9 @@ def plain(digits, tmp_path_factory):
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_tiny_search_of_each_variant(name, digits, tmp_path, request):
     cfg = dict(TINY, **VARIANTS[name])
+    caller = torch.get_rng_state()
     summary = run_search(cfg, RunDir.create(tmp_path / "run", cfg), digits)
+    assert torch.equal(torch.get_rng_state(), caller)  # every draw from the search's own generators
     run = RunDir.open(tmp_path / "run")
     if name in DEFINING:  # bitwise against the plain search: the same kernels on the same inputs
         state, base = run.load_checkpoint()["supernet"], request.getfixturevalue("plain")[cfg["epochs"]]

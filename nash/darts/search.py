@@ -3,6 +3,9 @@ and checkpoint, and select the genotype at the end.
 
     summary = run_search({"method": "darts", "order": 2, "epochs": 50}, RunDir.create(path, config), data)
 
+The settings and their defaults are one dataclass, `SearchSettings` (config.py); a dict of them
+works as well.
+
 Three plug-ins compose, each picked by name in the config:
   method + order  how the alphas learn (architect.py: darts 1st/2nd order, milenas, nasp)
   smooth          how the weight step's op weights are perturbed (smoothing.py: none, rs, adv)
@@ -28,22 +31,30 @@ fixed alpha-half batch). alphas.png and diagnostics.png plot them.
 Resumable: after every epoch one atomic checkpoint holds the supernet (weights and alphas),
 both optimizers, the smoother's random state, the epoch and the random state of the batch
 order; calling run_search again on the same run directory continues with the next epoch and
-ends with the same alphas as an uninterrupted run (on CPU, bit for bit). PT starts over from
+ends with the same alphas as an uninterrupted run (on CPU, bit for bit). Every draw comes from
+a generator of the search's own (inits are seeded apart, the smoother, PT and the Hessian
+estimate have theirs): torch's global generator is neither used nor set. PT starts over from
 the search's end after an interruption; once done, its genotype is stored in the checkpoint.
 
 Budget (a `nash.search.budget.Budget`, the search's share of the run's): an epoch starts only
-if it should end before the deadline, and a step only if it should (from the mean step so far:
-one SDARTS-ADV step is ten forward-backward passes, and the first steps of a process are slower
-still, so a check after the step alone lets one step overrun by its whole length). The first
-step always runs. With the PT selector the first 1 - `pt_share` of the budget trains and the
-rest is PT's, whose measurements come first and whose fine-tuning takes what is left.
+if one as long as the mean epoch so far fits (`Budget.epochs_that_fit`), and a step only if it
+should end before the deadline (from the mean step so far: one SDARTS-ADV step is ten
+forward-backward passes, and the first steps of a process are slower still, so a check after
+the step alone lets one step overrun by its whole length). The first step always runs. With
+the PT selector the first 1 - `pt_share` of the budget trains and the rest is PT's, whose
+measurements come first and whose fine-tuning takes what is left.
+
+`run_search` reads top to bottom: the settings (config.py), `prepare` and `restore` the search,
+`search_epochs`, `select_genotype`, `write_outputs`. Process-wide state (denormal flushing,
+thread counts) is the caller's: the nash CLI sets it once at its start.
 """
 from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -51,130 +62,59 @@ import torch.nn.functional as F
 from torch import nn
 
 from nash.data import DataSplits, iterate_batches, make_generator, set_generator_state
-from nash.errors import NashError
 from nash.rundir import RunDir, RunDirError, atomic_write_bytes
 from nash.search.budget import Budget
-from nash.train import evaluate, sgdr_train
+from nash.train import evaluate
 
-from .architect import METHODS, strategy_for
+from .architect import ArchStrategy, strategy_for
+from .config import SPACE_LAYERS, SearchConfigError, SearchSettings  # noqa: F401 (re-exported)
+from .derived import derived_size, train_genotype  # noqa: F401 (re-exported)
 from .diagnostics import alpha_hessian_eigenvalue, normal_skips
-from .genotype import NB201Genotype, genotype_space, get_genotype
-from .lower import lower
-from .ops import SPACES
+from .genotype import get_genotype
 from .plots import plot_alphas, plot_diagnostics
 from .selection import SELECTORS, PerturbationSelector, supernet_genotype
-from .smoothing import SMOOTHERS, NoSmoothing, epsilon_at
+from .smoothing import SMOOTHERS, NoSmoothing, Smoother, epsilon_at
 from .supernet import NB201Supernet, Supernet
 
-DEFAULTS = dict(
-    space="darts", method="darts", order=1, lam=1.0, smooth="none", epsilon=0.3,
-    selector="argmax", pt_tune_epochs=5, pt_share=0.5, track_hessian=False,
-    epochs=50,
-    channels=16, layers=None, steps=4, multiplier=4, batch_size=64, seed=0,
-    w_lr=0.025, w_lr_min=0.001, momentum=0.9, wd=3e-4, grad_clip=5.0,
-    arch_lr=3e-4, arch_wd=1e-3, augment=True,
-)
-# cells of the search network when `layers` is None: DARTS 8 cells; NAS-Bench-201 5 per stage
-SPACE_LAYERS = {"darts": 8, "nb201": 5}
-# What a resumed run may change: how long it runs. Everything else must match the checkpoint.
-RESUME_MAY_CHANGE = ("epochs",)
+# the settings' defaults as a dict (`layers` None: the space's default); SearchSettings holds them
+DEFAULTS = SearchSettings().settings_dict()
+RESUME_MAY_CHANGE = SearchSettings.RESUME_MAY_CHANGE
 EPOCH_EVENT = "darts_epoch"
 PT_EVENT = "darts_pt_decision"
 HESSIAN_ITERS = 20
 
 
-class SearchConfigError(NashError, ValueError):
-    """A search configuration value that cannot be used (one line)."""
+def search_config(config) -> SearchSettings:
+    """The search's settings from a dict (keys that are not settings are ignored: the run's
+    config may hold the data set, output folder and so on) or from a dataclass that has them,
+    checked (SearchConfigError, one line); `layers` None becomes the space's default."""
+    return SearchSettings.of(config)
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def search_config(config: dict) -> dict:
-    """DEFAULTS overridden by the DARTS keys of `config` (other keys are ignored: the run's
-    config may hold the data set, output folder and so on), checked; `layers` None becomes the
-    space's default."""
-    cfg = {k: config.get(k, v) for k, v in DEFAULTS.items()}
-
-    def choice(key, known):
-        if not (isinstance(cfg[key], str) and cfg[key] in known):
-            raise SearchConfigError(f"unknown {key} {cfg[key]!r} (known: {', '.join(known)})")
-
-    choice("space", SPACES)
-    choice("method", METHODS)
-    choice("smooth", SMOOTHERS)
-    choice("selector", SELECTORS)
-    if cfg["layers"] is None:
-        cfg["layers"] = SPACE_LAYERS[cfg["space"]]
-    for key in ("epochs", "channels", "layers", "steps", "multiplier", "batch_size"):
-        if not (_is_int(cfg[key]) and cfg[key] >= 1):
-            raise SearchConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
-    if not (_is_int(cfg["pt_tune_epochs"]) and cfg["pt_tune_epochs"] >= 0):
-        raise SearchConfigError(f"pt_tune_epochs must be an integer >= 0, got {cfg['pt_tune_epochs']!r}")
-    for key in ("w_lr", "w_lr_min", "momentum", "wd", "grad_clip", "arch_lr", "arch_wd", "lam"):
-        if not (_is_number(cfg[key]) and cfg[key] >= 0):
-            raise SearchConfigError(f"{key} must be a number >= 0, got {cfg[key]!r}")
-    if not (_is_number(cfg["epsilon"]) and cfg["epsilon"] > 0):
-        raise SearchConfigError(f"epsilon must be a positive number, got {cfg['epsilon']!r}")
-    if not (_is_number(cfg["pt_share"]) and 0 < cfg["pt_share"] < 1):
-        raise SearchConfigError(f"pt_share must be between 0 and 1, got {cfg['pt_share']!r}")
-    for key in ("track_hessian", "augment"):
-        if not isinstance(cfg[key], bool):
-            raise SearchConfigError(f"{key} must be true or false, got {cfg[key]!r}")
-    if cfg["space"] == "nb201":
-        for key in ("steps", "multiplier"):
-            if cfg[key] != DEFAULTS[key]:
-                raise SearchConfigError(f"{key} applies to the darts space only (nb201 cells are fixed: 3 nodes)")
-    elif cfg["multiplier"] > cfg["steps"]:
-        raise SearchConfigError(f"multiplier ({cfg['multiplier']}) cannot exceed steps ({cfg['steps']})")
-    try:
-        strategy_for(cfg["method"], cfg["order"])
-    except ValueError as e:
-        raise SearchConfigError(str(e)) from None
-    return cfg
-
-
-def derived_size(space_name: str, image_size) -> tuple[int, int]:
-    """Default (channels, layers) of the network derived from a search in `space_name`.
-    darts: the DARTS evaluation size, 36 channels and 20 cells, for inputs of 32x32 and more;
-    16 and 8 (the search size) below, where a 20-cell network has too few pixels and too few
-    images to learn from in a CPU budget. nb201: the benchmark's 16 channels, 5 cells per stage."""
-    if space_name == "nb201":
-        return 16, 5
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    return (36, 20) if min(size) >= 32 else (16, 8)
-
-
-def epoch_lr(epoch: int, cfg: dict) -> float:
+def epoch_lr(epoch: int, cfg: SearchSettings) -> float:
     """Cosine from w_lr to w_lr_min over the configured epochs, one value per epoch (reference)."""
-    return cosine(epoch, cfg["epochs"], cfg["w_lr"], cfg["w_lr_min"])
+    return cosine(epoch, cfg.epochs, cfg.w_lr, cfg.w_lr_min)
 
 
 def cosine(step: int, total: int, start: float, end: float) -> float:
     return end + 0.5 * (start - end) * (1 + math.cos(math.pi * step / max(total, 1)))
 
 
-def build(cfg: dict, data: DataSplits):
+def build(cfg, data: DataSplits):
     """Supernet (seeded init, without disturbing the caller's global RNG), weight optimizer,
-    architecture strategy."""
+    architecture strategy, for `cfg` (SearchSettings, or a dict of them)."""
+    cfg = SearchSettings.of(cfg)
     with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(cfg["seed"])  # CPU only: torch.manual_seed would reseed CUDA
-        if cfg["space"] == "nb201":
-            supernet = NB201Supernet(cfg["channels"], data.num_classes, cfg["layers"], data.in_channels)
+        torch.random.default_generator.manual_seed(cfg.seed)  # CPU only: torch.manual_seed would reseed CUDA
+        if cfg.space == "nb201":
+            supernet = NB201Supernet(cfg.channels, data.num_classes, cfg.layers, data.in_channels)
         else:
-            supernet = Supernet(cfg["channels"], data.num_classes, cfg["layers"], data.in_channels,
-                                cfg["steps"], cfg["multiplier"])
+            supernet = Supernet(cfg.channels, data.num_classes, cfg.layers, data.in_channels, cfg.steps,
+                                cfg.multiplier)
     supernet.to(data.train_x.device)
-    w_optimizer = torch.optim.SGD(supernet.weights(), lr=cfg["w_lr"], momentum=cfg["momentum"],
-                                  weight_decay=cfg["wd"])
-    extra = {"lam": cfg["lam"]} if cfg["method"] == "milenas" else {}
-    strategy = strategy_for(cfg["method"], cfg["order"])(supernet, lr=cfg["arch_lr"], weight_decay=cfg["arch_wd"],
-                                                         **extra)
+    w_optimizer = torch.optim.SGD(supernet.weights(), lr=cfg.w_lr, momentum=cfg.momentum, weight_decay=cfg.wd)
+    extra = {"lam": cfg.lam} if cfg.method == "milenas" else {}
+    strategy = strategy_for(cfg.method, cfg.order)(supernet, lr=cfg.arch_lr, weight_decay=cfg.arch_wd, **extra)
     return supernet, w_optimizer, strategy
 
 
@@ -237,7 +177,7 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
     supernet.train()
     for group in w_optimizer.param_groups:
         group["lr"] = lr
-    bs = cfg["batch_size"]
+    bs = cfg.batch_size
     weights = supernet.weights()
     drop_w, drop_a = len(w_half[0]) > bs, len(a_half[0]) > bs  # full batches only, when there are any
     loss_sum = correct = 0.0
@@ -246,7 +186,7 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
     began, cut = time.time(), False
     for (xt, yt), (xv, yv) in zip(iterate_batches(*w_half, bs, generator=generator, aug=aug, drop_last=drop_w),
                                   iterate_batches(*a_half, bs, generator=generator, aug=aug, drop_last=drop_a)):
-        loss, logits, info = search_step(supernet, strategy, w_optimizer, (xt, yt), (xv, yv), lr, cfg["grad_clip"],
+        loss, logits, info = search_step(supernet, strategy, w_optimizer, (xt, yt), (xv, yv), lr, cfg.grad_clip,
                                          weights, perturb)
         # accumulated on the device: no host sync per step (but NASP's one: which ops its weight step runs)
         loss_sum += loss.detach() * len(yt)
@@ -295,197 +235,218 @@ def run_pt(supernet, strategy, cfg, w_half, a_half, generator, aug, perturb, run
     """PT on the trained supernet (see `PerturbationSelector`): measurements on the alpha half,
     fine-tuning between rounds with a fresh SGD at lr w_lr / 10 (authors: the optimizer is reset
     to a tenth of the learning rate) annealed by a cosine to w_lr_min over all tuning epochs."""
-    selector = PerturbationSelector(seed=cfg["seed"])
+    selector = PerturbationSelector(seed=cfg.seed)
     supernet.train()  # measurements use batch statistics; switching once here, not per measurement
-    optimizer = torch.optim.SGD(supernet.weights(), lr=cfg["w_lr"] / 10, momentum=cfg["momentum"],
-                                weight_decay=cfg["wd"])
-    total = cfg["pt_tune_epochs"] * (selector.rounds(supernet.space) - 1)
+    optimizer = torch.optim.SGD(supernet.weights(), lr=cfg.w_lr / 10, momentum=cfg.momentum,
+                                weight_decay=cfg.wd)
+    total = cfg.pt_tune_epochs * (selector.rounds(supernet.space) - 1)
     done, epoch_seconds = [0], []
 
     def tune(until):
         t0, ran = time.time(), 0
-        for _ in range(cfg["pt_tune_epochs"]):
+        for _ in range(cfg.pt_tune_epochs):
             mean = sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else 0.0
             if until is not None and time.time() + mean > until:
                 break
-            lr = cosine(done[0], total, cfg["w_lr"] / 10, cfg["w_lr_min"])
+            lr = cosine(done[0], total, cfg.w_lr / 10, cfg.w_lr_min)
             t = time.time()
             train_epoch(supernet, strategy, optimizer, w_half, a_half, cfg, lr, generator, aug, until, perturb)
             epoch_seconds.append(time.time() - t)
             done[0] += 1
             ran += 1
-        run.event("darts_pt_tune", epochs=ran, of=cfg["pt_tune_epochs"], seconds=round(time.time() - t0, 3))
+        run.event("darts_pt_tune", epochs=ran, of=cfg.pt_tune_epochs, seconds=round(time.time() - t0, 3))
 
     def accuracy(weights):
-        return supernet_accuracy(supernet, *a_half, weights, cfg["batch_size"])
+        return supernet_accuracy(supernet, *a_half, weights, cfg.batch_size)
 
     def record(**fields):
         run.event(PT_EVENT, **fields)
 
     return selector.select(supernet, accuracy=accuracy,
                            weights=lambda: strategy.weight_step_weights(supernet),
-                           tune=tune if cfg["pt_tune_epochs"] else None, record=record, deadline=deadline)
+                           tune=tune if cfg.pt_tune_epochs else None, record=record, deadline=deadline)
 
 
-def run_search(config: dict, run: RunDir, data: DataSplits, progress=None, budget: Budget | None = None) -> dict:
+@dataclass
+class Search:
+    """A search in progress: its parts, the splits it trains on and how far it got (what its
+    checkpoint holds)."""
+    cfg: SearchSettings
+    supernet: nn.Module
+    w_optimizer: torch.optim.Optimizer
+    strategy: ArchStrategy
+    smoother: Smoother
+    generator: torch.Generator  # the batch order's (and augmentation's); nothing draws from torch's global one
+    w_half: tuple
+    a_half: tuple
+    val: tuple
+    aug: object
+    epochs_done: int = 0
+    seconds: float = 0.0
+    epoch_seconds: list = field(default_factory=list)
+    val_acc: float | None = None
+    selection: dict | None = None  # {"epoch", "genotype"}: PT's, once it ran on that epoch's end
+    saved: dict | None = None  # the state the last checkpoint holds
+
+    def perturbation(self, epoch: int):
+        """(epsilon, perturb) of the smoother at `epoch` (its epsilon ramped); (None, None)
+        without smoothing."""
+        if isinstance(self.smoother, NoSmoothing):
+            return None, None
+        epsilon = epsilon_at(epoch, self.cfg.epochs, self.cfg.epsilon)
+        return epsilon, partial(self.smoother.perturb, epsilon=epsilon)
+
+    def state(self) -> dict:
+        """The checkpoint's contents; the supernet's tensors by reference, so it is saved (or
+        copied) before they change."""
+        return {"config": self.cfg.settings_dict(), "epoch": self.epochs_done, "seconds": self.seconds,
+                "epoch_seconds": self.epoch_seconds, "val_acc": self.val_acc,
+                "supernet": self.supernet.state_dict(), "w_optimizer": self.w_optimizer.state_dict(),
+                "arch": self.strategy.state_dict(), "smooth": self.smoother.state_dict(),
+                "rng": {"batches": self.generator.get_state()}}
+
+
+def prepare(cfg: SearchSettings, data: DataSplits) -> Search:
+    """A new search: the supernet and its optimizers, the smoother, the batch order, the data's
+    halves (weights, alphas) and the split the supernet is scored on."""
+    supernet, w_optimizer, strategy = build(cfg, data)
+    w_half, a_half = split_halves(data)
+    device = data.train_x.device
+    return Search(cfg, supernet, w_optimizer, strategy, smoother=SMOOTHERS[cfg.smooth](seed=cfg.seed, device=device),
+                  generator=make_generator(cfg.seed, device),  # on a GPU: batches drawn there
+                  w_half=w_half, a_half=a_half, val=(data.val_x, data.val_y) if len(data.val_x) else a_half,
+                  aug=data.augment if cfg.augment else None)
+
+
+def restore(search: Search, run: RunDir) -> bool:
+    """Continue `search` from the checkpoint in `run`, if it has one (made with the same
+    settings but RESUME_MAY_CHANGE, else RunDirError); whether it had."""
+    state = run.load_checkpoint()
+    if state is None:
+        return False
+    old = state["config"]
+    for key, value in search.cfg.settings_dict().items():
+        if key not in RESUME_MAY_CHANGE and old.get(key, DEFAULTS[key]) != value:
+            raise RunDirError(f"{run.path}: its checkpoint was made with {key}={old.get(key)!r}, "
+                              f"not {value!r}; resume with the same settings or start a new run")
+    search.supernet.load_state_dict(state["supernet"])
+    search.w_optimizer.load_state_dict(state["w_optimizer"])
+    search.strategy.load_state_dict(state["arch"])
+    if "smooth" in state:
+        search.smoother.load_state_dict(state["smooth"])
+    # a resume may change the device; an older checkpoint's "torch" entry (the global
+    # generator's state) is ignored: the search draws nothing from it
+    set_generator_state(search.generator, state["rng"]["batches"])
+    search.epochs_done, search.seconds = int(state["epoch"]), float(state["seconds"])
+    search.epoch_seconds, search.val_acc = list(state["epoch_seconds"]), state.get("val_acc")
+    search.selection, search.saved = state.get("selection"), state
+    return True
+
+
+def search_epoch(search: Search, epoch: int, deadline: float | None) -> tuple[dict, bool]:
+    """Train epoch `epoch` (from 0; cut short where its next step would end past `deadline`)
+    and score the supernet on the validation split: (the epoch's event fields, whether it was
+    cut)."""
+    cfg = search.cfg
+    t0 = time.time()
+    lr = epoch_lr(epoch, cfg)
+    epsilon, perturb = search.perturbation(epoch)
+    stats = train_epoch(search.supernet, search.strategy, search.w_optimizer, search.w_half, search.a_half, cfg, lr,
+                        search.generator, search.aug, deadline, perturb)
+    cut = stats.pop("cut", False)
+    evaluated = _Evaluated(search.supernet, search.strategy.weight_step_weights(search.supernet),
+                           search.strategy.skip_zero_ops)
+    search.val_acc, val_loss = evaluate(evaluated, *search.val, batch_size=256,
+                                        amp=False)  # fp32, as the search trains and PT measures
+    genotype = supernet_genotype(search.supernet)
+    event = dict(epoch=epoch + 1, epochs=cfg.epochs, lr=lr, **stats, val_acc=search.val_acc, val_loss=val_loss,
+                 genotype=str(genotype), skips=normal_skips(genotype))
+    if epsilon is not None:
+        event["epsilon"] = epsilon
+    if cfg.track_hessian:
+        batch = (search.a_half[0][:cfg.batch_size], search.a_half[1][:cfg.batch_size])
+        event["hessian_eig"] = alpha_hessian_eigenvalue(search.supernet, search.strategy, batch, HESSIAN_ITERS,
+                                                        seed=cfg.seed + epoch)
+    seconds = time.time() - t0
+    search.epochs_done, search.seconds = epoch + 1, search.seconds + seconds
+    search.epoch_seconds.append(seconds)
+    event.update(seconds=round(seconds, 3), **_alphas_lists(search.supernet))
+    return event, cut
+
+
+def search_epochs(search: Search, run: RunDir, budget: Budget, progress=None) -> str | None:
+    """The search's epochs from where it stands to `epochs`, each logged and checkpointed.
+    Within `budget` (with PT, its first 1 - pt_share): an epoch starts only where one, as long as
+    the mean epoch so far, fits (the first always starts), and is cut short where it does not.
+    Returns "budget" where the budget stopped it, else None."""
+    cfg = search.cfg
+    training = budget.share(1 - cfg.pt_share) if cfg.selector == "pt" else budget
+    for epoch in range(search.epochs_done, cfg.epochs):
+        if search.epoch_seconds and training.epochs_that_fit(statistics.fmean(search.epoch_seconds)) < 1:
+            return "budget"
+        event, cut = search_epoch(search, epoch, training.deadline)
+        run.event(EPOCH_EVENT, **event)
+        search.saved, search.selection = search.state(), None
+        run.save_checkpoint(search.saved)
+        if progress is not None:
+            progress(event)
+        if cut:
+            return "budget"
+    return None
+
+
+def select_genotype(search: Search, run: RunDir, budget: Budget):
+    """The genotype of the search's end, by its selector. PT fine-tunes the supernet, so the
+    checkpoint keeps the search's end and, once PT is done, its genotype; an interrupted PT
+    starts over."""
+    cfg = search.cfg
+    if search.selection is not None and search.selection.get("epoch") == search.epochs_done:
+        return get_genotype(search.selection["genotype"])  # PT already ran on this search's end
+    if cfg.selector != "pt":
+        return SELECTORS[cfg.selector]().select(search.supernet)
+    saved = copy.deepcopy(search.saved)  # before PT changes the tensors it refers to
+    _, perturb = search.perturbation(max(search.epochs_done - 1, 0))
+    genotype = run_pt(search.supernet, search.strategy, cfg, search.w_half, search.a_half, search.generator,
+                      search.aug, perturb, run, budget.deadline)
+    if saved is not None:
+        saved["selection"] = {"epoch": search.epochs_done, "genotype": str(genotype)}
+        run.save_checkpoint(saved)
+    return genotype
+
+
+def write_outputs(run: RunDir, genotype, space) -> None:
+    """genotype.json, genotype.txt, and the plots of the epochs' events (alphas.png,
+    diagnostics.png)."""
+    run.write_json("genotype.json", genotype.to_json())
+    atomic_write_bytes(run.path / "genotype.txt", (str(genotype) + "\n").encode())
+    events = run.events(EPOCH_EVENT)
+    plot_alphas(events, run.path / "alphas.png", space)
+    plot_diagnostics(events, run.path / "diagnostics.png")
+
+
+def run_search(config, run: RunDir, data: DataSplits, progress=None, budget: Budget | None = None) -> dict:
     """Search (or resume the search in `run`) within `budget` (None: none); select; write
     genotype.json, genotype.txt, alphas.png, diagnostics.png.
 
+    config: the settings (SearchSettings, a DartsConfig, or a dict; see `search_config`).
     progress(event: dict) is called after every epoch with that epoch's event fields.
     Returns {"genotype": text, "epochs_done", "epochs", "seconds", "stopped": None | "budget",
     "val_acc", "space", "selector"}."""
     cfg = search_config(config)
     started = time.time()
-    if data.train_x.device.type == "cpu":
-        # as sgdr_train does: denormal floats (tiny momentum buffers and BN statistics late in a
-        # search) take a slow path on x86
-        torch.set_flush_denormal(True)
-    supernet, w_optimizer, strategy = build(cfg, data)
-    smoother = SMOOTHERS[cfg["smooth"]](seed=cfg["seed"], device=data.train_x.device)
-    smoothing = not isinstance(smoother, NoSmoothing)
-    w_half, a_half = split_halves(data)
-    val = (data.val_x, data.val_y) if len(data.val_x) else a_half
-    hessian_batch = (a_half[0][:cfg["batch_size"]], a_half[1][:cfg["batch_size"]])
-    aug = data.augment if cfg["augment"] else None
-    generator = make_generator(cfg["seed"], data.train_x.device)  # on a GPU: batches drawn there
-
-    start, seconds, epoch_seconds, val_acc, selection = 0, 0.0, [], None, None
-    state = run.load_checkpoint()
-    if state is not None:
-        old = state["config"]
-        for key in DEFAULTS:
-            if key not in RESUME_MAY_CHANGE and old.get(key, DEFAULTS[key]) != cfg[key]:
-                raise RunDirError(f"{run.path}: its checkpoint was made with {key}={old.get(key)!r}, "
-                                  f"not {cfg[key]!r}; resume with the same settings or start a new run")
-        supernet.load_state_dict(state["supernet"])
-        w_optimizer.load_state_dict(state["w_optimizer"])
-        strategy.load_state_dict(state["arch"])
-        if "smooth" in state:
-            smoother.load_state_dict(state["smooth"])
-        set_generator_state(generator, state["rng"]["batches"])  # a resume may change the device
-        torch.set_rng_state(state["rng"]["torch"])
-        start, seconds = int(state["epoch"]), float(state["seconds"])
-        epoch_seconds, val_acc = list(state["epoch_seconds"]), state.get("val_acc")
-        selection = state.get("selection")
-        run.event("darts_resume", epoch=start)
+    search = prepare(cfg, data)
+    if restore(search, run):
+        run.event("darts_resume", epoch=search.epochs_done)
     else:
-        run.event("darts_start", params=sum(p.numel() for p in supernet.weights()),
-                  w_half=len(w_half[0]), alpha_half=len(a_half[0]),
-                  **{k: cfg[k] for k in ("space", "method", "order", "smooth", "selector")})
-
+        run.event("darts_start", params=sum(p.numel() for p in search.supernet.weights()),
+                  w_half=len(search.w_half[0]), alpha_half=len(search.a_half[0]),
+                  **{k: getattr(cfg, k) for k in ("space", "method", "order", "smooth", "selector")})
     budget = budget or Budget()
-    # with PT, the last pt_share of the budget is kept for it
-    training = budget.share(1 - cfg["pt_share"]) if cfg["selector"] == "pt" else budget
-    stopped = None
-    for epoch in range(start, cfg["epochs"]):
-        # Start an epoch only if it should end within the budget (the first one always runs).
-        if epoch_seconds and training.left() < sum(epoch_seconds) / len(epoch_seconds):
-            stopped = "budget"
-            break
-        t0 = time.time()
-        lr = epoch_lr(epoch, cfg)
-        epsilon = epsilon_at(epoch, cfg["epochs"], cfg["epsilon"]) if smoothing else None
-        perturb = partial(smoother.perturb, epsilon=epsilon) if smoothing else None
-        # a budget also bounds the epoch itself: the first epoch of a big search may not fit
-        stats = train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, generator, aug,
-                            training.deadline, perturb)
-        cut = stats.pop("cut", False)
-        val_acc, val_loss = evaluate(_Evaluated(supernet, strategy.weight_step_weights(supernet),
-                                                strategy.skip_zero_ops), *val, batch_size=256,
-                                  amp=False)  # fp32, as the search trains and PT measures
-        genotype = supernet_genotype(supernet)
-        event = dict(epoch=epoch + 1, epochs=cfg["epochs"], lr=lr, **stats, val_acc=val_acc, val_loss=val_loss,
-                     genotype=str(genotype), skips=normal_skips(genotype))
-        if smoothing:
-            event["epsilon"] = epsilon
-        if cfg["track_hessian"]:
-            event["hessian_eig"] = alpha_hessian_eigenvalue(supernet, strategy, hessian_batch, HESSIAN_ITERS,
-                                                            seed=cfg["seed"] + epoch)
-        dt = time.time() - t0
-        seconds += dt
-        epoch_seconds.append(dt)
-        event.update(seconds=round(dt, 3), **_alphas_lists(supernet))
-        run.event(EPOCH_EVENT, **event)
-        state = {
-            "config": cfg, "epoch": epoch + 1, "seconds": seconds, "epoch_seconds": epoch_seconds,
-            "val_acc": val_acc, "supernet": supernet.state_dict(), "w_optimizer": w_optimizer.state_dict(),
-            "arch": strategy.state_dict(), "smooth": smoother.state_dict(),
-            "rng": {"batches": generator.get_state(), "torch": torch.get_rng_state()},
-        }
-        run.save_checkpoint(state)
-        selection = None
-        if progress is not None:
-            progress(event)
-        if cut:
-            stopped = "budget"
-            break
-
-    done = len(epoch_seconds)
-    if selection is not None and selection.get("epoch") == done:
-        genotype = get_genotype(selection["genotype"])  # PT already ran on this search's end
-    elif cfg["selector"] == "pt":
-        if state is not None:
-            # PT fine-tunes the supernet: what the checkpoint keeps is the search's end
-            state = copy.deepcopy(state)
-        smoothing_end = epsilon_at(max(done - 1, 0), cfg["epochs"], cfg["epsilon"]) if smoothing else None
-        genotype = run_pt(supernet, strategy, cfg, w_half, a_half, generator, aug,
-                          partial(smoother.perturb, epsilon=smoothing_end) if smoothing else None, run,
-                          budget.deadline)
-        if state is not None:
-            state["selection"] = {"epoch": done, "genotype": str(genotype)}
-            run.save_checkpoint(state)
-    else:
-        genotype = SELECTORS[cfg["selector"]]().select(supernet)
-    run.write_json("genotype.json", genotype.to_json())
-    atomic_write_bytes(run.path / "genotype.txt", (str(genotype) + "\n").encode())
-    events = run.events(EPOCH_EVENT)
-    plot_alphas(events, run.path / "alphas.png", supernet.space)
-    plot_diagnostics(events, run.path / "diagnostics.png")
-    run.event("darts_done", genotype=str(genotype), epochs_done=done, seconds=round(seconds, 3), stopped=stopped,
-              selector=cfg["selector"], total_seconds=round(time.time() - started, 3))
-    return {"genotype": str(genotype), "epochs_done": done, "epochs": cfg["epochs"], "seconds": seconds,
-            "stopped": stopped, "val_acc": val_acc, "space": cfg["space"], "selector": cfg["selector"]}
-
-
-def train_genotype(genotype, data: DataSplits, epochs: int, channels: int | None = None, layers: int | None = None,
-                   lr: float = 0.025, lr_end: float = 0.0, batch_size: int = 96, momentum: float = 0.9,
-                   weight_decay: float = 3e-4, auxiliary: bool | None = None, aux_weight: float = 0.4,
-                   drop_path: float = 0.2, cutout: int | None = None, grad_clip: float = 5.0, seed: int = 0,
-                   on_epoch=None, deadline: float | None = None):
-    """Lower `genotype` (DARTS or NAS-Bench-201) and train it from scratch as DARTS evaluates a
-    cell (batch 96, lr 0.025 cosine to 0, wd 3e-4, auxiliary weight 0.4, drop path 0.2 ramped
-    linearly, cutout 16, grad clip 5). Returns (net, result dict).
-
-    channels, layers None: `derived_size` of the genotype's space (DARTS: 36 channels and 20
-    cells for 32x32 inputs, else 16 and 8; NAS-Bench-201: 16 channels, 5 cells per stage).
-    auxiliary=None: on where it fits (DARTS, an 8x8 map at 2/3 depth, i.e. 32x32 inputs);
-    NAS-Bench-201 networks have none. cutout=None: 16 for DARTS networks on inputs of at least
-    32x32, else off (the benchmark trains without it)."""
-    genotype = get_genotype(genotype)
-    size = tuple(data.image_size)
-    nb201 = isinstance(genotype, NB201Genotype)
-    default_channels, default_layers = derived_size(genotype_space(genotype).name, size)
-    channels = default_channels if channels is None else channels
-    layers = default_layers if layers is None else layers
-    if auxiliary is None:
-        auxiliary = not nb201 and min(size) >= 32
-    if cutout is None:
-        cutout = 16 if not nb201 and min(size) >= 32 else 0
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed would reseed CUDA
-        net = lower(genotype, channels, layers, data.num_classes, data.in_channels, auxiliary=auxiliary,
-                    drop_path=0.0, input_size=size)
-    aug = replace(data.augment, cutout=cutout) if data.augment else None
-    res = sgdr_train(net, data.train_x, data.train_y, epochs, lr_start=lr, lr_end=lr_end, batch_size=batch_size,
-                     momentum=momentum, weight_decay=weight_decay, aug=aug, grad_clip=grad_clip,
-                     aux_weight=aux_weight if auxiliary else 0.0, drop_path=drop_path, seed=seed,
-                     on_epoch=on_epoch, deadline=deadline,
-                     decay_all=True)  # the reference decays every weight of its evaluation network
-    result = {"genotype": str(genotype), "params": net.num_params(),
-              "params_without_aux": sum(net.node_params(n) for n in net.layers if not n.startswith("aux_")),
-              "train_loss": res.train_loss, "train_acc": res.train_acc, "epochs": res.epochs, "steps": res.steps,
-              "seconds": res.seconds, "failed": res.failed}
-    if len(data.val_x):
-        result["val_acc"], result["val_loss"] = evaluate(net, data.val_x, data.val_y)
-    result["test_acc"], result["test_loss"] = evaluate(net, data.test_x, data.test_y)
-    return net, result
+    stopped = search_epochs(search, run, budget, progress)
+    genotype = select_genotype(search, run, budget)
+    write_outputs(run, genotype, search.supernet.space)
+    done = search.epochs_done
+    run.event("darts_done", genotype=str(genotype), epochs_done=done, seconds=round(search.seconds, 3),
+              stopped=stopped, selector=cfg.selector, total_seconds=round(time.time() - started, 3))
+    return {"genotype": str(genotype), "epochs_done": done, "epochs": cfg.epochs, "seconds": search.seconds,
+            "stopped": stopped, "val_acc": search.val_acc, "space": cfg.space, "selector": cfg.selector}

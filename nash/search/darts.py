@@ -1,103 +1,117 @@
 """`darts`: differentiable search (DARTS family) plus training of the derived network.
 
 With a budget, the search gets the first `search_share` of it as its own deadline (resumable,
-epoch by epoch, an epoch cut short where it does not fit); then one epoch of exactly the
-training to come is timed and the derived network's cosine cycle is fitted into what is left,
-with the deadline as a hard stop.
+epoch by epoch, an epoch cut short where it does not fit); the derived network then trains for
+one cosine cycle fitted into what is left, re-planned after every epoch (`train_within`).
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..darts.config import SearchSettings
+from ..darts.derived import DerivedNet
+from ..darts.derived import derived_size as space_default
 from ..data import DataSplits
 from ..draw import draw_genotype, draw_network, to_dot
 from ..errors import OptionError
 from ..rundir import RunDir, atomic_write_bytes
+from ..train import TrainResult
 from .budget import Budget
 from .contract import SearchConfig, write_results
 
 
-@dataclass
-class DartsConfig(SearchConfig):
-    method: str = "darts"  # darts | milenas | nasp
-    order: int = 1  # darts only: first or second order
-    smooth: str = "none"  # none | rs | adv (SDARTS)
-    epsilon: float = 0.3
-    lam: float = 1.0  # MiLeNAS
-    selector: str = "argmax"  # argmax | pt
-    pt_tune_epochs: int = 5
-    pt_share: float = 0.5  # with a budget: the share of the search's time kept for PT
-    space: str = "darts"  # darts | nb201
-    track_hessian: bool = False
-    epochs: int = 50
-    search_share: float = 0.5
-    channels: int = 16
-    layers: int | None = None  # None: the space's default (8 cells for darts, 5 per stage for nb201)
-    batch_size: int = 64
-    train_epochs: int = 600
-    train_channels: int | None = None
-    train_layers: int | None = None
-    train_batch_size: int = 96
-    auxiliary: bool | None = None
-    drop_path: float = 0.2
-    cutout: int | None = None
+def _option(default, help: str):
+    return field(default=default, metadata={"help": help})
 
-    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("budget", "device", "epochs", "train_epochs")
+
+@dataclass
+class DartsConfig(SearchSettings, SearchConfig):
+    """The search's settings (nash.darts.config.SearchSettings, inherited: one default and one
+    check each), the contract's (data, seed, budget, device) and how the derived network trains."""
+    search_share: float = _option(0.5, "With a budget: the share of it given to the search; the rest trains the "
+                                       "derived network.")
+    train_epochs: int = _option(600, "Epochs to train the derived network (with a budget: at most).")
+    train_channels: int | None = _option(None, "Derived network's channels (default 36 for 32x32 inputs and "
+                                               "larger, else 16; nb201: 16).")
+    train_layers: int | None = _option(None, "Derived network's cells (default 20 for 32x32 inputs and larger, "
+                                             "else 8; nb201: 5 per stage).")
+    train_batch_size: int = _option(96, "Derived network's batch size.")
+    auxiliary: bool | None = _option(None, "Derived network's auxiliary head (default: on for 32x32 inputs).")
+    drop_path: float = _option(0.2, "Derived network's drop-path probability, ramped up over its training.")
+    cutout: int | None = _option(None, "Cutout size for training the derived network (default 16 for 32x32 "
+                                       "inputs, else off).")
+
+    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = (*SearchConfig.RESUME_MAY_CHANGE, *SearchSettings.RESUME_MAY_CHANGE,
+                                                    "train_epochs")
 
     def validate(self) -> None:
-        super().validate()
-        if not 0 < self.search_share < 1:
+        super().validate()  # the search's settings, then the contract's
+        if not (isinstance(self.search_share, (int, float)) and 0 < self.search_share < 1):
             raise OptionError(f"search_share must be between 0 and 1, got {self.search_share}")
         for name in ("train_epochs", "train_batch_size"):
-            if getattr(self, name) < 1:
-                raise OptionError(f"{name} must be at least 1, got {getattr(self, name)}")
-        from ..darts import search_config
-        search_config(self.search_keys())  # the search's own checks, one line each
-
-    def search_keys(self) -> dict:
-        """The keys nash.darts.run_search reads (its budget comes apart, as a Budget)."""
-        return self.to_json()
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise OptionError(f"{name} must be an integer of at least 1, got {value!r}")
 
 
 def derived_size(cfg: DartsConfig, data: DataSplits) -> tuple[int, int]:
     """(channels, cells) of the derived network: as given, else the space's default for this
     input size."""
-    from ..darts.search import derived_size as space_default
     channels, layers = space_default(cfg.space, tuple(data.image_size))
     return cfg.train_channels or channels, cfg.train_layers or layers
 
 
-def train_and_report(run: RunDir, genotype, data: DataSplits, cfg, rep, budget: Budget) -> dict:
-    """Lower, train and evaluate a genotype within `budget`; write best/, drawings; return the
-    `final` dict and the details. Shared by the darts searcher and `nash train-genotype`."""
-    from ..darts import train_genotype
+def train_within(derived: DerivedNet, budget: Budget, most: int, on_epoch=None) -> list[TrainResult]:
+    """Train `derived` for one cosine cycle of at most `most` epochs that ends by the budget's
+    deadline, with its reserve for evaluating and reporting kept; returns the epochs' results.
 
+    The first epoch, at the starting learning rate, times the network, and counts: on a small
+    budget one epoch is a large part of it. After every epoch the rest of the cycle is re-planned
+    from the time left and that epoch's time, so the cycle still ends at the deadline where an
+    epoch grows slower (another job on a shared CPU) or faster (the first epoch of a process
+    carries one-off costs)."""
+    trained, u = [], 0.0
+    while u < 1.0 and len(trained) < most:
+        if not trained:
+            cycle = (0.0, 0.0) if most > 1 else (0.0, 1.0)
+        else:
+            left = min(budget.epochs_that_fit(trained[-1].seconds), most - len(trained))
+            if left < 1:
+                break
+            cycle = (u, u + (1.0 - u) / left)
+        done = len(trained)
+        res = derived.train(1, cycle, trained[-1].opt_state if trained else None, seed=derived.seed + done,
+                            on_epoch=None if on_epoch is None else lambda e, r: on_epoch(done + e, r))
+        trained.append(res)
+        u = cycle[1]
+        if res.failed or res.epochs < 1:
+            break
+    return trained
+
+
+def train_and_report(run: RunDir, genotype, data: DataSplits, cfg, rep, budget: Budget) -> dict:
+    """Lower, train and evaluate a genotype within `budget` (`train_within`); write best/,
+    drawings; return the `final` dict and the details. Shared by the darts searcher and `nash
+    train-genotype`."""
     channels, layers = derived_size(cfg, data)
-    epochs = cfg.train_epochs
-    kw = dict(channels=channels, layers=layers, batch_size=cfg.train_batch_size, auxiliary=cfg.auxiliary,
-              seed=cfg.seed, drop_path=cfg.drop_path, cutout=cfg.cutout)
-    if budget.limited:
-        # time one epoch of exactly the training to come, then fit the cosine cycle to what is
-        # left; lowering and evaluating, timed with it, come once more
-        t = time.time()
-        _, probe = train_genotype(genotype, data, 1, **kw)
-        per_epoch = probe["seconds"]
-        fit = max(1, min(epochs, budget.epochs_that_fit(per_epoch, also=time.time() - t - per_epoch)))
-        if fit < epochs:
-            rep.log(f"budget: training the derived network for {fit} of {epochs} epochs")
-            epochs = fit
-    bar = rep.task("train derived net", epochs)
+    derived = DerivedNet(genotype, data, channels=channels, layers=layers, batch_size=cfg.train_batch_size,
+                         auxiliary=cfg.auxiliary, seed=cfg.seed, drop_path=cfg.drop_path, cutout=cfg.cutout)
+    bar = rep.task("train derived net", None if budget.limited else cfg.train_epochs)
 
     def on_epoch(e, r):
         rep.update(bar, completed=e, info=f"acc {r.train_acc:.3f}")
         run.event("train_epoch", epoch=e, train_acc=r.train_acc, train_loss=r.train_loss)
 
-    net, res = train_genotype(genotype, data, epochs, on_epoch=on_epoch, deadline=budget.deadline, **kw)
+    if budget.limited:
+        trained = train_within(derived, budget, cfg.train_epochs, on_epoch)
+    else:
+        trained = [derived.train(cfg.train_epochs, on_epoch=on_epoch)]
     rep.remove(bar)
-    if res["epochs"] < epochs:
-        rep.log(f"budget: training stopped after {res['epochs']} of {epochs} epochs")
+    res = derived.result(trained)
+    if res["epochs"] < cfg.train_epochs:
+        rep.log(f"budget: the derived network trained for {res['epochs']} of {cfg.train_epochs} epochs")
+    net = derived.net
     net.save(run.path / "best")
     final = {"val_acc": res.get("val_acc"), "test_acc": res["test_acc"], "params": res["params_without_aux"]}
     run.event("final", **final, epochs=res["epochs"], seconds=res["seconds"])
@@ -122,7 +136,7 @@ def run_darts(cfg: DartsConfig, data: DataSplits, run: RunDir, budget: Budget, r
         rep.update(bar, completed=ev["epoch"], info=f"val {ev['val_acc']:.3f}")
         rep.log(f"epoch {ev['epoch']}: supernet val acc {ev['val_acc']:.4f}; {ev['genotype']}")
 
-    summary = run_search(cfg.search_keys(), run, data, progress=progress, budget=budget.share(cfg.search_share))
+    summary = run_search(cfg, run, data, progress=progress, budget=budget.share(cfg.search_share))
     rep.remove(bar)
     genotype = get_genotype(summary["genotype"])  # either space's text form
     rep.log(f"genotype after {summary['epochs_done']} epochs: {genotype}")
