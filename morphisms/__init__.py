@@ -34,3 +34,8 @@ __all__ += [
     "SHRINKS", "SHRINK_KINDS", "Shrink", "approximation_error", "prune_filters", "random_shrink", "remove_block",
     "separable", "shrinks",
 ]
+
+# what a network costs: counted (params, MACs) and measured (latency, cached per architecture)
+from .cost import LatencyCache, architecture_fingerprint, costs, measure_latency
+
+__all__ += ["LatencyCache", "architecture_fingerprint", "costs", "measure_latency"]

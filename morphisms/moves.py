@@ -98,7 +98,8 @@ def _divides(s, d) -> bool:
     return s[1] % d[1] == 0 and s[2] % d[2] == 0 and s[1] // d[1] == s[2] // d[2]
 
 
-def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MORPHISMS), max_macs=None):
+def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MORPHISMS), max_macs=None,
+                     max_params=None):
     """Apply `n` random applicable morphisms; return (child, [Move, ...]) in the order applied.
 
     Each step picks a morphism kind uniformly among those applicable, then one of its moves
@@ -109,7 +110,9 @@ def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MO
 
     `max_macs`: a move that would make the child cost more multiply-accumulates per input is
     drawn again from the other moves (a search on a budget caps how much a child may grow);
-    fewer than `n` moves are applied when no move fits."""
+    fewer than `n` moves are applied when no move fits. `max_params`: the same for parameters.
+    A cap that no move reaches changes nothing: the draws are those made without it. (Both
+    counts only grow under these morphisms, so a cap on every move is a cap on the child.)"""
     unknown = [k for k in kinds if k not in MORPHISMS]
     if unknown:
         raise MorphismError(f"unknown morphism(s) {unknown} (known: {', '.join(MORPHISMS)})")
@@ -124,7 +127,8 @@ def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MO
                 by_kind.setdefault(m.kind, []).append(m)
             move = rng.choice(by_kind[rng.choice(sorted(by_kind))])
             child = move.apply(net, calibrate=calibrate, seed=rng.getrandbits(63))
-            if max_macs is not None and child.macs() > max_macs:
+            if (max_macs is not None and child.macs() > max_macs) or \
+                    (max_params is not None and child.num_params() > max_params):
                 options.remove(move)
                 child = None
         if child is None:

@@ -117,6 +117,14 @@ class Network(nn.Module):
                 total += m.in_features * m.out_features
         return total
 
+    def latency_ms(self, device="cpu", batch_size: int = 1, threads: int | None = None, cache=None) -> float:
+        """Milliseconds per forward pass of `batch_size` inputs on `device`, measured (cost.py:
+        median after warm-up, eval mode, no_grad); with a `cost.LatencyCache`, once per architecture."""
+        from .cost import measure_latency
+        if cache is None:
+            return measure_latency(self, device, batch_size, threads)
+        return cache.latency(self, device, batch_size, threads)
+
     def node_params(self, name: str) -> int:
         return sum(p.numel() for p in self.layers[name].parameters())
 
