@@ -6,6 +6,7 @@ one cosine cycle fitted into what is left, re-planned after every epoch (`train_
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -62,21 +63,31 @@ def derived_size(cfg: DartsConfig, data: DataSplits) -> tuple[int, int]:
     return cfg.train_channels or channels, cfg.train_layers or layers
 
 
+def planning_seconds(trained: list[TrainResult]) -> float:
+    """Seconds per epoch to plan the rest of a cycle with: the median epoch since the first
+    (which carries a process's one-off costs), so that one slow epoch (another job's burst on a
+    shared CPU) does not end the cycle early; the first epoch's while there is no other."""
+    seconds = [r.seconds for r in trained]
+    return statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+
+
 def train_within(derived: DerivedNet, budget: Budget, most: int, on_epoch=None) -> list[TrainResult]:
     """Train `derived` for one cosine cycle of at most `most` epochs that ends by the budget's
     deadline, with its reserve for evaluating and reporting kept; returns the epochs' results.
 
     The first epoch, at the starting learning rate, times the network, and counts: on a small
     budget one epoch is a large part of it. After every epoch the rest of the cycle is re-planned
-    from the time left and that epoch's time, so the cycle still ends at the deadline where an
-    epoch grows slower (another job on a shared CPU) or faster (the first epoch of a process
-    carries one-off costs)."""
+    from the time left and the epochs' times so far (`planning_seconds`), so the cycle still
+    ends at the deadline where epochs grow slower (other jobs on a shared CPU) or faster (the
+    first epoch of a process carries one-off costs)."""
     trained, u = [], 0.0
+    # where the search left no room at all, the one epoch that always runs is the whole cycle
+    only_one = most == 1 or budget.left() <= budget.reserve(0.0)
     while u < 1.0 and len(trained) < most:
         if not trained:
-            cycle = (0.0, 0.0) if most > 1 else (0.0, 1.0)
+            cycle = (0.0, 1.0) if only_one else (0.0, 0.0)
         else:
-            left = min(budget.epochs_that_fit(trained[-1].seconds), most - len(trained))
+            left = min(budget.epochs_that_fit(planning_seconds(trained)), most - len(trained))
             if left < 1:
                 break
             cycle = (u, u + (1.0 - u) / left)
