@@ -13,6 +13,11 @@ Two schedules (schedules.py, plug-ins of the loop) decide how the training time 
   halving inside each step, the steps planned from the budget (see plan.py for the why).
 
 Every step ends with an atomic checkpoint; a killed run resumes after its last finished step.
+
+Cost limits (--max-params, --max-macs, --max-latency-ms; limits.py): no candidate over one is
+trained. Moves that would exceed a count are never drawn; a child over the latency limit is
+drawn again from another seed (a few times, then the step has fewer children). The start net
+is checked before the run begins, so the winner is within every limit.
 """
 from __future__ import annotations
 
@@ -20,23 +25,24 @@ import copy
 import statistics
 from dataclasses import dataclass, field
 
-from morphisms import Network, random_morphisms
+from morphisms import LatencyCache, Network, random_morphisms
 
 from ..data import DataSplits
 from ..errors import NashError, OptionError
 from ..rundir import RunDir
 from .budget import EPOCH_MARGIN, PREDICTION_MARGIN, Budget, timed_epochs
-from .contract import StartNetConfig
 from .executors import LocalExecutor
 from .jobs import ChildOrigin, TrainJob, TrainOutcome, train_candidate
 from .kit import child_seed, finish, make_start_net, net_from_state, net_state, rank_key, score, summary, \
     train_settings
+from .limits import LATENCY_TRIES, CostLimitsConfig, Limits, retry_seed
 from .schedules import SCHEDULES
 
 
 @dataclass
-class ClimbConfig(StartNetConfig):
-    """Every knob of a climb; the defaults are the paper's (reference.md) but the schedule."""
+class ClimbConfig(CostLimitsConfig):
+    """Every knob of a climb; the defaults are the paper's (reference.md) but the schedule.
+    The cost limits (max_params, max_macs, max_latency_ms, ...) come from CostLimitsConfig."""
     schedule: str = field(default="budget", metadata={"choices": SCHEDULES, "help": (
         "budget: one learning-rate cycle for the lineage, successive halving in each step, sized from the budget. "
         "paper: exactly Algorithm 1 (a full SGDR cycle per candidate).")})
@@ -82,6 +88,7 @@ class Candidate:
     moves: list = field(default_factory=list)
     is_parent: bool = False
     origin: ChildOrigin | None = None  # how `net` is made from the parent, until it is trained
+    costs: dict = field(default_factory=dict)  # params, macs (and latency_ms where limited)
 
 
 class HillClimber:
@@ -100,6 +107,7 @@ class HillClimber:
         n = len(data.train_y)
         self.iters_per_epoch = n // config.batch_size if n > config.batch_size else 1
         self.budget = Budget()
+        self.limits = Limits.of(config)
         self.schedule = SCHEDULES[config.schedule](self)
 
     # ---------------------------------------------------------------- what schedules use
@@ -138,6 +146,12 @@ class HillClimber:
         b = max(b, 0.0)
         return max(my + b * (x - mx), min(s for _, s in obs)) * PREDICTION_MARGIN
 
+    def costs(self, net: Network, state: dict) -> dict:
+        """{"params", "macs"} of `net`, and "latency_ms" under a latency limit: measured once per
+        architecture, the figures kept in the checkpoint (state["latency"]) for a resume."""
+        cache = LatencyCache(state.setdefault("latency", {})) if self.limits.max_latency_ms is not None else None
+        return self.limits.measure(net, cache, self.device)
+
     def observe(self, state: dict, net: Network, out: TrainOutcome) -> None:
         if out.epochs:
             state["timings"].append([net.macs(), out.seconds / out.epochs])
@@ -162,7 +176,11 @@ class HillClimber:
             best, go = sched.before_step(best, state, step)
             if not go:
                 break
-            fitted = sched.fit_step(self._candidates(best, step, state), step, state)
+            candidates = self._candidates(best, step, state)
+            if len(candidates) < 2:
+                self.rep.log(f"step {step}: no child fits under the limits; no more steps")
+                break
+            fitted = sched.fit_step(candidates, step, state)
             if fitted is None:
                 break
             candidates, rungs, rate = fitted
@@ -192,7 +210,7 @@ class HillClimber:
         state = {"step": 0, "history": [], "timings": [], "u": 0.0}
         epochs = self.schedule.pretrain(net, state)
         rec = score(net, self.data)
-        self.run.event("start", **rec, epochs=epochs)
+        self.run.event("start", **{**rec, **self.costs(net, state)}, epochs=epochs)
         start = summary(rec)
         self.rep.log(f"start net: val acc {start['val_acc']:.4f}, test acc {start['test_acc']:.4f}, "
                      f"{start['params']:,} params")
@@ -203,18 +221,40 @@ class HillClimber:
     def _candidates(self, parent: Network, step: int, state: dict) -> list[Candidate]:
         """The parent (index 0) and the children of n_NM random morphisms each (n_neigh - 1, or
         as many as the plan has room for), calibrated on one training batch. Each child is a
-        pure function of (parent, seed)."""
-        cfg = self.cfg
+        pure function of (parent, seed); under the cost limits it is drawn within the counts,
+        and one over the latency limit is drawn again from another seed (`retry_seed`), at most
+        LATENCY_TRIES times, then left out (an `over_limit` event records each such draw)."""
+        cfg, limits = self.cfg, self.limits
         calib = self.data.train_x[: cfg.batch_size]
-        max_macs = self.schedule.max_macs(parent)
+        max_macs = self.schedule.max_macs(parent)  # the schedule's cap and --max-macs, the tighter
+        max_params = limits.max_params
         count = min(cfg.n_neigh, (state.get("plan") or {}).get("candidates") or cfg.n_neigh)
-        candidates = [Candidate(copy.deepcopy(parent), [], is_parent=True, origin=ChildOrigin(parent, 0, 0, None, []))]
+        measured = len(state.get("latency", ()))
+        candidates = [Candidate(copy.deepcopy(parent), [], is_parent=True, origin=ChildOrigin(parent, 0, 0, None, []),
+                                costs=self.costs(parent, state))]
+        tries = LATENCY_TRIES if limits.max_latency_ms is not None else 1
+        dropped = []
         for j in range(1, max(count, 2)):
-            seed = child_seed(cfg.seed, step, j)
-            child, applied = random_morphisms(parent, cfg.n_nm, rng=seed, calibrate=calib, max_macs=max_macs)
-            # the origin lets a remote executor ship the parent once and rebuild the child there
-            candidates.append(Candidate(child, applied,
-                                        origin=ChildOrigin(parent, cfg.n_nm, seed, calib, applied, max_macs)))
+            for attempt in range(tries):
+                seed = retry_seed(child_seed(cfg.seed, step, j), attempt)
+                child, applied = random_morphisms(parent, cfg.n_nm, rng=seed, calibrate=calib, max_macs=max_macs,
+                                                  max_params=max_params)
+                costs = self.costs(child, state)
+                if not limits.over(costs):
+                    # the origin lets a remote executor ship the parent once and rebuild the child there
+                    candidates.append(Candidate(child, applied, costs=costs, origin=ChildOrigin(
+                        parent, cfg.n_nm, seed, calib, applied, max_macs, max_params)))
+                    break
+                dropped.append(dict(step=step, child=j, attempt=attempt, morphisms=[m.to_json() for m in applied],
+                                    **costs))
+            else:
+                self.rep.log(f"step {step}: child {j} over the limits in {tries} draws; left out")
+        if len(state.get("latency", ())) > measured:
+            # a resumed run must see the figures this one decided on, the step in flight included
+            # (saved before this step's events: a resume cuts the log back to the checkpoint)
+            self.run.save_checkpoint(state)
+        for event in dropped:
+            self.run.event("over_limit", **event)
         return candidates
 
     def _step(self, candidates: list[Candidate], rungs, step: int, state: dict, rate=None):
@@ -244,7 +284,7 @@ class HillClimber:
                 self.observe(state, cand.net, out)
                 self.run.event("child", step=step, rung=r, child=out.key, is_parent=cand.is_parent,
                                cycle=[round(cycle[0], 6), round(cycle[1], 6)],
-                               morphisms=[m.to_json() for m in cand.moves], params=cand.net.num_params(),
+                               morphisms=[m.to_json() for m in cand.moves], **cand.costs,
                                train_acc=out.train_acc, train_loss=out.train_loss, epochs=out.epochs,
                                seconds=out.seconds, failed=out.failed, val_acc=out.val_acc, val_loss=out.val_loss)
                 if out.failed:

@@ -152,7 +152,14 @@ class StartNetConfig(SearchConfig):
 
 def coerce_field(cls, name: str, value, label: str):
     """`value` (as parsed from `--set`) as the type of config field `name` of `cls`, or an
-    OptionError naming the field and the type it takes. `label` names the option in the error."""
+    OptionError naming the field and the type it takes. `label` names the option in the error.
+    Text for a field with a `parse` in its metadata is read as its option reads it (200k)."""
+    parse = {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("parse")
+    if parse is not None and isinstance(value, str):
+        try:
+            return parse(value)
+        except ValueError as e:  # NashError's value errors (BudgetError, UnitsError) included
+            raise OptionError(f"{label}: {e}") from None
     hint = typing.get_type_hints(cls)[name]
     args = typing.get_args(hint)
     optional = type(None) in args

@@ -33,7 +33,7 @@ class PaperSchedule:
         self.c = climber
 
     def max_macs(self, parent) -> int | None:
-        return None  # the paper's children grow freely
+        return self.c.limits.max_macs  # the paper's children grow freely, up to the user's limit
 
     def pretrain(self, net, state: dict) -> int:
         c, cfg = self.c, self.c.cfg
@@ -112,8 +112,9 @@ class BudgetSchedule:
         # On a budget a child's cost is the lineage's: five random morphisms make a child cost
         # 2-7x its parent per epoch (measured on the start net), and a winner that costs 5x
         # leaves the rest of the cycle a fifth of the epochs. The budget schedule caps growth.
+        # The user's --max-macs caps it too, the tighter of the two winning.
         g = self.c.cfg.max_growth
-        return int(g * parent.macs()) if g else None
+        return self.c.limits.macs_cap(int(g * parent.macs()) if g else None)
 
     # ---------------------------------------------------------------- the plan
 
