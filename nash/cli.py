@@ -20,7 +20,7 @@ from .cli_options import config_options
 from .darts import METHODS, SELECTORS, SMOOTHERS, SPACES
 from .errors import NashError, OptionError
 from .rundir import RunDir, default_run_path
-from .search import SEARCHERS, ClimbConfig, DartsConfig, SearchConfig, StartNetConfig
+from .search import SEARCHERS, ClimbConfig, DartsConfig, ParetoConfig, SearchConfig, StartNetConfig
 from .search.executors import EXECUTORS
 
 
@@ -236,6 +236,37 @@ def _print_plan(kw: dict, resume, started: float, executor) -> None:
                f"lose: ~{p['lost_seconds']:.0f}s; predicted final network: {p['predicted_final_params']:,} params, "
                f"{p['predicted_final_macs']:,} MACs (re-planned at every step from what was measured)")
     click.echo(json.dumps(p))
+
+
+@main.command()
+@config_options(ParetoConfig, exclude=START_FIELDS)
+@start_options
+@click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/pareto-<time>).")
+@click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory (--generations "
+              "may be raised).")
+@click.option("--quiet", is_flag=True, help="Log lines instead of progress bars.")
+@executor_options
+@click.pass_context
+@one_line_errors
+def pareto(ctx, out, resume, quiet, **kw):
+    """A front of networks trading validation error against cost (LEMONADE): children by exact
+    morphisms and by shrinking moves with a short recovery, parents drawn where the front is
+    sparse. Writes front.json, pareto.png and each front member as RUN/front/<id>/."""
+    started = time.time()
+    _take_start_module(kw, resume)
+    executor = _executor(kw, kw.get("device"))
+    try:
+        results = _run("pareto", kw, out, resume, quiet, started, ctx, executor=executor)
+    finally:
+        executor.close()
+    cost = results["cost"]
+    click.echo(f"front after {results['generations']} generations ({results['evaluated']} networks evaluated), by "
+               f"{cost}:")
+    for m in results["front"]:
+        latency = f", {m['latency_ms']:.3g} ms" if "latency_ms" in m else ""
+        click.echo(f"  {Path(results['run_dir']) / m['path']}: val {m['val_acc']:.4f} test {m['test_acc']:.4f} "
+                   f"({m['params']:,} params, {m['macs']:,} MACs{latency})")
+    _print_results(results, str(Path(results["run_dir"]) / "front.json"))
 
 
 # DartsConfig's fields whose choices and names the CLI gives (nash/darts keeps the registries)

@@ -59,6 +59,36 @@ def climb_figure(run: RunDir):
     return fig
 
 
+def front_figure(points, fronts, cost_label: str):
+    """Validation error against cost: every network evaluated as a grey point, the front after
+    each generation as a staircase, earlier fronts lighter, the last one dark with its members
+    marked. `points`: [(cost, error)]; `fronts`: [[(cost, error)] sorted by cost] in order."""
+    fig = figure((7, 4.5))
+    ax = fig.subplots()
+    if points:
+        ax.scatter([c for c, _ in points], [e for _, e in points], s=10, color="0.6", alpha=0.6, edgecolors="none",
+                   zorder=1, label="evaluated")
+    import matplotlib
+    cmap = matplotlib.colormaps["Blues"]
+    for g, front in enumerate(fronts):
+        if not front:
+            continue
+        last = g == len(fronts) - 1
+        shade = 0.25 + 0.75 * g / max(1, len(fronts) - 1)  # light (early) to dark (late)
+        color = "C3" if last else cmap(shade)
+        xs, ys = [c for c, _ in front], [e for _, e in front]
+        ax.step(xs, ys, where="post", color=color, lw=2.0 if last else 1.0, zorder=2 + g,
+                label="front" if last else (f"fronts of generations 0-{len(fronts) - 2}" if g == 0 else None))
+        if last:
+            ax.scatter(xs, ys, color=color, s=28, zorder=3 + g)
+    ax.set_xscale("log")
+    ax.set(xlabel=cost_label, ylabel="validation error", title="the front over generations (earlier: lighter)")
+    if points:
+        ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def write_run_report(run: RunDir, best: Network, rep=None) -> None:
     """The plots and drawings of a finished run: climb.png (steps, or candidates), the best
     network's drawing and its DOT text. A drawing never loses a run."""

@@ -16,6 +16,7 @@ TINY = {
     "nash": {"widths": (16, 32), "n_neigh": 3, "n_nm": 2},
     "random": {"widths": (16, 32), "n_neigh": 3, "n_nm": 2},
     "none": {"widths": (16, 32)},
+    "pareto": {"widths": (16, 32), "children": 2, "proposals": 4},
     "retrain": {"widths": (16, 32), "start": "cmp/nash-seed0/best"},  # round trip only: no such run
     "darts": {"channels": 4, "layers": 2, "batch_size": 32, "train_channels": 4, "train_layers": 2,
               "train_batch_size": 64},

@@ -21,6 +21,7 @@ from .budget import Budget
 from .contract import SearchConfig, StartNetConfig, pick_device
 from .darts import DartsConfig, run_darts
 from .none import NoneConfig, run_none
+from .pareto import ParetoConfig, run_pareto
 from .random_search import RandomConfig, run_random
 from .retrain import RetrainConfig, run_retrain
 from .start import SNAPSHOT, resolve_start, with_snapshot
@@ -44,6 +45,8 @@ SEARCHERS: dict[str, Searcher] = {
     "none": Searcher(NoneConfig, run_none, "the start net trained for the whole budget"),
     "retrain": Searcher(RetrainConfig, run_retrain, "a climb's final architecture from fresh weights, trained for "
                                                     "the whole budget"),
+    "pareto": Searcher(ParetoConfig, run_pareto, "a front of accuracy against cost, grown and shrunk by morphisms "
+                                                 "(LEMONADE)"),
     "darts": Searcher(DartsConfig, run_darts, "differentiable search (DARTS family) + training the result"),
     # the DARTS variants by the names the literature uses, so `nash compare` can put them side by side
     "sdarts-rs": Searcher(DartsConfig, run_darts, "SDARTS, random smoothing", {"smooth": "rs"}),
@@ -113,6 +116,6 @@ def run_searcher(name: str, cfg: SearchConfig | None = None, out=None, resume=No
     return {**results, "run_dir": str(run.path)}  # where it is, for the caller (not in the file)
 
 
-__all__ = ["Budget", "ClimbConfig", "DartsConfig", "HillClimber", "NoneConfig", "RandomConfig", "RetrainConfig", "SEARCHERS",
+__all__ = ["Budget", "ClimbConfig", "DartsConfig", "HillClimber", "NoneConfig", "ParetoConfig", "RandomConfig", "RetrainConfig", "SEARCHERS",
            "SearchConfig", "Searcher", "StartNetConfig", "load_data", "open_run", "pick_device", "run_searcher",
            "searcher"]
