@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from nash.cli import main
 from nash.cli_options import cli_fields, config_options, field_default
-from nash.search import SEARCHERS, ClimbConfig, DartsConfig, SearchConfig
+from nash.search import SEARCHERS, ClimbConfig, DartsConfig
 
 CONFIGS = sorted({s.config for s in SEARCHERS.values()}, key=lambda c: c.__name__)
 
@@ -18,11 +18,6 @@ CONFIGS = sorted({s.config for s in SEARCHERS.values()}, key=lambda c: c.__name_
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)
 def test_every_config_field_says_what_it_is(cls):
     missing = [f.name for f in dataclasses.fields(cls) if not str(f.metadata.get("help", "")).strip()]
-    own = {f.name for f in dataclasses.fields(cls)} - {f.name for f in dataclasses.fields(SearchConfig)}
-    if cls is DartsConfig and own <= set(missing):
-        # issue 17: DartsConfig's help comes with the DARTS settings dataclass it is to inherit
-        # (nash/search/darts.py, nash/darts/); this guard goes once the first field has help
-        pytest.xfail("DartsConfig's fields have no help yet")
     assert not missing, f"{cls.__name__}: fields without metadata help: {missing}"
 
 
