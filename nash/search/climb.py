@@ -147,8 +147,10 @@ class HillClimber:
         return max(my + b * (x - mx), min(s for _, s in obs)) * PREDICTION_MARGIN
 
     def costs(self, net: Network, state: dict) -> dict:
-        """{"params", "macs"} of `net`, and "latency_ms" under a latency limit: measured once per
-        architecture, the figures kept in the checkpoint (state["latency"]) for a resume."""
+        """{"params", "macs"} of `net` under a limit, and "latency_ms" under a latency limit: measured
+        once per architecture, the figures kept in the checkpoint (state["latency"]) for a resume."""
+        if not self.limits:  # no limit: the events hold what they held before limits existed
+            return {"params": net.num_params()}
         cache = LatencyCache(state.setdefault("latency", {})) if self.limits.max_latency_ms is not None else None
         return self.limits.measure(net, cache, self.device)
 
