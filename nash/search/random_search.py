@@ -77,7 +77,7 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
         run.event("random_start", length=state["length"], epochs=state["epochs"])
         run.save_checkpoint(state)
     bar = rep.task("random candidates", None if budget.limited else cfg.candidates)
-    width = max(1, int(getattr(executor, "parallelism", 1)))
+    width = max(1, int(executor.parallelism))
     i = len(state["tried"])
     while True:
         if not budget.limited and i >= cfg.candidates:
