@@ -16,12 +16,13 @@ import click
 
 from morphisms import GraphError, MorphismsError
 
-from .cli_options import config_options
+from .cli_options import Parsed, config_options
 from .darts import METHODS, SELECTORS, SMOOTHERS, SPACES
 from .errors import NashError, OptionError
 from .rundir import RunDir, default_run_path
 from .search import SEARCHERS, ClimbConfig, DartsConfig, ParetoConfig, SearchConfig, StartNetConfig
 from .search.executors import EXECUTORS
+from .units import parse_count
 
 
 # Errors a user can cause: nash's one base and the morphism engine's own.
@@ -469,15 +470,37 @@ def show(run_dir):
               "torch); python: a plain nn.Module source file that loads the network's weights.pt, no nash needed.")
 @click.option("--out", type=click.Path(), default=None,
               help="Output file (default RUN_DIR/model.pt2, model.onnx, model.ts or model.py).")
+@click.option("--max-params", type=Parsed(parse_count, "N"), default=None, metavar="N",
+              help="A pareto run: the front member with the best validation accuracy that has at most N parameters "
+                   "(200k, 1.5M). Another run: its network, if it is within N.")
+@click.option("--max-macs", type=Parsed(parse_count, "N"), default=None, metavar="N",
+              help="As --max-params, for multiply-accumulates per image (20M, 1.5G).")
 @one_line_errors
-def export(run_dir, fmt, out):
-    """Export a run's best network (or a saved network folder) as torch.export .pt2, ONNX or TorchScript."""
+def export(run_dir, fmt, out, max_params, max_macs):
+    """Export a run's best network (or a saved network folder) as torch.export .pt2, ONNX or TorchScript;
+    from a pareto run's front, the best one within --max-params/--max-macs."""
     from morphisms import Network
     from .export import FORMATS, export as do_export
+    from .search.pareto import FRONT_JSON, front_member
+    from .units import format_count
 
     src = Path(run_dir)
-    net_dir = src / "best" if (src / "best").is_dir() else src
-    net = Network.load(net_dir)
+    limited = max_params is not None or max_macs is not None
+    if limited and (src / FRONT_JSON).is_file():
+        member = front_member(src, max_params, max_macs)  # one line naming the smallest if none fits
+        net_dir = Path(member["path"])
+        click.echo(f"front member {member['id']}: val {member['val_acc']:.4f} test {member['test_acc']:.4f} "
+                   f"({member['params']:,} params, {member['macs']:,} MACs)")
+        net = Network.load(net_dir)
+    else:
+        net_dir = src / "best" if (src / "best").is_dir() else src
+        net = Network.load(net_dir)
+        counts = ((net.num_params(), "parameters", "--max-params", max_params),
+                  (net.macs(), "MACs", "--max-macs", max_macs))
+        over = [f"{n:,} {what}, over {flag} {format_count(limit)}" for n, what, flag, limit in counts
+                if limit is not None and n > limit]
+        if over:
+            raise OptionError(f"{net_dir} has {' and '.join(over)} (only a pareto run has a front to choose from)")
     target = Path(out) if out else src / FORMATS[fmt]
     do_export(net, target, fmt)
     click.echo(f"wrote {target}")

@@ -63,10 +63,12 @@ DEFAULT_GENERATIONS = 10  # without a budget and without --generations
 # front of near-equal costs would otherwise make every density a spike), and this wide where
 # the rule has nothing to go on (one member, or all of one cost): about a factor 1.6 in cost
 MIN_BANDWIDTH, LONE_BANDWIDTH = 0.1, 0.5
-FRONT_DIR = "front"
-# a recovery shorter than this does little (measured on digits: 10 steps cut the distance to the
-# parent's outputs 2-5x, 40 steps about 10x), so a small data set's half epoch is raised to it
-MIN_RECOVERY_STEPS = 10
+FRONT_DIR, FRONT_JSON = "front", "front.json"
+# a small data set's half epoch of recovery is raised to this many steps. Measured on digits (4
+# trained parents, each of their 40 applicable shrinks, lr 0.05): after 10 or 20 steps a few
+# children (a separable first conv, whose BN then sees other statistics) were farther from their
+# parent's outputs than right after the move; after 40 every one was within 0.3x of its distance
+MIN_RECOVERY_STEPS = 40
 
 
 @dataclass
@@ -87,7 +89,7 @@ class ParetoConfig(CostLimitsConfig):
     child_epochs: int = field(default=4, metadata={"help": "Epochs each child trains (one cosine cycle)."})
     start_epochs: int = field(default=10, metadata={"help": "Epochs the start net trains without a budget."})
     recovery_epochs: float = field(default=0.5, metadata={"help": "Epochs of distillation toward the parent after "
-                                                                  "a shrinking move (at least 10 steps; 0: none)."})
+                                                                  "a shrinking move (at least 40 steps; 0: none)."})
     start_share: float = field(default=0.1, metadata={"help": "With a budget: the share that trains the start "
                                                               "net."})
     generation_share: float = field(default=0.1, metadata={"help": "With a budget: one generation takes at most "
@@ -441,7 +443,7 @@ class ParetoSearch:
                 shutil.rmtree(old)
         doc = {"cost": self.cfg.cost, "generations": state["generation"], "evaluated": len(state["records"]),
                "members": members}
-        run.write_json("front.json", doc)
+        run.write_json(FRONT_JSON, doc)
         plot_front(run, self.cfg.cost, self.rep)
         best = min(members, key=lambda m: rank_key({**m, "val_loss": records[m["id"]]["val_loss"], "key": m["id"]}))
         final = {k: best[k] for k in ("val_acc", "test_acc", "params")}
@@ -495,7 +497,7 @@ def front_member(run_dir, max_params: int | None = None, max_macs: int | None = 
     the limits (front.json), its `path` made absolute; NashError naming the cheapest where none
     fits."""
     run = RunDir.open(run_dir)
-    doc = run.read_json("front.json")
+    doc = run.read_json(FRONT_JSON)
     members = doc["members"]
     fits = [m for m in members if (max_params is None or m["params"] <= max_params)
             and (max_macs is None or m["macs"] <= max_macs)]
