@@ -38,9 +38,9 @@ the search's end after an interruption; once done, its genotype is stored in the
 
 Budget (a `nash.search.budget.Budget`, the search's share of the run's): an epoch starts only
 if one as long as the mean epoch so far fits (`Budget.epochs_that_fit`), and a step only if it
-should end before the deadline (from the mean step so far: one SDARTS-ADV step is ten
-forward-backward passes, and the first steps of a process are slower still, so a check after
-the step alone lets one step overrun by its whole length). The first step always runs. With
+should end before the deadline (from the mean step so far, or the last where that is longer:
+one SDARTS-ADV step is ten forward-backward passes, and the first steps of a process are
+slower still, so a check after the step alone lets one step overrun by its whole length). The first step always runs. With
 the PT selector the first 1 - `pt_share` of the budget trains and the rest is PT's, whose
 measurements come first and whose fine-tuning takes what is left.
 
@@ -172,8 +172,8 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
     """One epoch of alternating steps; returns train loss/acc, the mean alpha-batch loss
     (`arch_loss`) and the mean of every other scalar the strategy (`arch_<name>`) and the
     smoother (`<name>`) report. With a `deadline` (a time.time()) the epoch ends early where
-    the next step, as long as the mean step so far, would end past it (the first step always
-    runs); `cut` is then True (not in an epoch's event)."""
+    the next step, as long as the mean step so far or the last step, whichever is longer, would
+    end past it (the first step always runs); `cut` is then True (not in an epoch's event)."""
     supernet.train()
     for group in w_optimizer.param_groups:
         group["lr"] = lr
@@ -183,7 +183,8 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
     loss_sum = correct = 0.0
     sums: dict = {}
     seen = steps = 0
-    began, cut = time.time(), False
+    began = last = time.time()
+    cut = False
     for (xt, yt), (xv, yv) in zip(iterate_batches(*w_half, bs, generator=generator, aug=aug, drop_last=drop_w),
                                   iterate_batches(*a_half, bs, generator=generator, aug=aug, drop_last=drop_a)):
         loss, logits, info = search_step(supernet, strategy, w_optimizer, (xt, yt), (xv, yv), lr, cfg.grad_clip,
@@ -195,9 +196,14 @@ def train_epoch(supernet, strategy, w_optimizer, w_half, a_half, cfg, lr, genera
             sums[key] = sums.get(key, 0.0) + value.detach()
         seen += len(yt)
         steps += 1
-        if deadline is not None and time.time() + (time.time() - began) / steps > deadline:
-            cut = True
-            break
+        if deadline is not None:
+            # the next step as long as the mean step, or as the last where steps grow slower
+            # (other jobs on a shared CPU): a step started on the mean alone overran its share
+            now = time.time()
+            step, last = max((now - began) / steps, now - last), now
+            if now + step > deadline:
+                cut = True
+                break
     seen = max(seen, 1)
     stats = {"train_loss": float(loss_sum) / seen, "train_acc": float(correct) / seen, "steps": steps}
     if cut:
@@ -300,7 +306,7 @@ class Search:
         """The checkpoint's contents; the supernet's tensors by reference, so it is saved (or
         copied) before they change."""
         return {"config": self.cfg.settings_dict(), "epoch": self.epochs_done, "seconds": self.seconds,
-                "epoch_seconds": self.epoch_seconds, "val_acc": self.val_acc,
+                "epoch_seconds": list(self.epoch_seconds), "val_acc": self.val_acc,
                 "supernet": self.supernet.state_dict(), "w_optimizer": self.w_optimizer.state_dict(),
                 "arch": self.strategy.state_dict(), "smooth": self.smoother.state_dict(),
                 "rng": {"batches": self.generator.get_state()}}
@@ -381,10 +387,13 @@ def search_epochs(search: Search, run: RunDir, budget: Budget, progress=None) ->
     Returns "budget" where the budget stopped it, else None."""
     cfg = search.cfg
     training = budget.share(1 - cfg.pt_share) if cfg.selector == "pt" else budget
+    # steps stop short of the deadline by the reserve an epoch's end takes (the validation pass,
+    # the checkpoint, the plots), so that the search ends within its share
+    steps_until = None if training.deadline is None else training.deadline - training.reserve(0.0)
     for epoch in range(search.epochs_done, cfg.epochs):
         if search.epoch_seconds and training.epochs_that_fit(statistics.fmean(search.epoch_seconds)) < 1:
             return "budget"
-        event, cut = search_epoch(search, epoch, training.deadline)
+        event, cut = search_epoch(search, epoch, steps_until)
         run.event(EPOCH_EVENT, **event)
         search.saved, search.selection = search.state(), None
         run.save_checkpoint(search.saved)

@@ -101,6 +101,17 @@ def train_within(derived: DerivedNet, budget: Budget, most: int, on_epoch=None) 
     return trained
 
 
+def draw(run: RunDir, genotype, net, rep) -> None:
+    """cells.png, architecture.png (up to 400 nodes) and architecture.dot."""
+    try:
+        draw_genotype(genotype, run.path / "cells.png")
+        if len(net.graph) <= 400:  # past that a drawing of every node is slow and unreadable
+            draw_network(net, run.path / "architecture.png")
+    except (ImportError, TypeError, ValueError) as e:  # a drawing never loses a run
+        rep.log(f"drawing skipped: {e}")
+    atomic_write_bytes(run.path / "architecture.dot", to_dot(net).encode())
+
+
 def train_and_report(run: RunDir, genotype, data: DataSplits, cfg, rep, budget: Budget) -> dict:
     """Lower, train and evaluate a genotype within `budget` (`train_within`); write best/,
     drawings; return the `final` dict and the details. Shared by the darts searcher and `nash
@@ -108,6 +119,9 @@ def train_and_report(run: RunDir, genotype, data: DataSplits, cfg, rep, budget: 
     channels, layers = derived_size(cfg, data)
     derived = DerivedNet(genotype, data, channels=channels, layers=layers, batch_size=cfg.train_batch_size,
                          auxiliary=cfg.auxiliary, seed=cfg.seed, drop_path=cfg.drop_path, cutout=cfg.cutout)
+    # drawn before training (a drawing shows the structure, which training leaves as it is): on a
+    # busy CPU drawing takes seconds, which the cycle's plan then counts instead of the reserve
+    draw(run, genotype, derived.net, rep)
     bar = rep.task("train derived net", None if budget.limited else cfg.train_epochs)
 
     def on_epoch(e, r):
@@ -126,13 +140,6 @@ def train_and_report(run: RunDir, genotype, data: DataSplits, cfg, rep, budget: 
     net.save(run.path / "best")
     final = {"val_acc": res.get("val_acc"), "test_acc": res["test_acc"], "params": res["params_without_aux"]}
     run.event("final", **final, epochs=res["epochs"], seconds=res["seconds"])
-    try:
-        draw_genotype(genotype, run.path / "cells.png")
-        if len(net.graph) <= 400:  # past that a drawing of every node is slow and unreadable
-            draw_network(net, run.path / "architecture.png")
-    except (ImportError, TypeError, ValueError) as e:  # a drawing never loses a run
-        rep.log(f"drawing skipped: {e}")
-    atomic_write_bytes(run.path / "architecture.dot", to_dot(net).encode())
     details = {"genotype": res["genotype"], "epochs": res["epochs"], "channels": channels, "layers": layers,
                "params_with_aux": res["params"], "train_seconds": res["seconds"], "failed": res["failed"]}
     return final, details
