@@ -221,3 +221,18 @@ def test_non_dominated_and_the_density_of_a_front():
     assert cfg.resumed_with({"generations": 5}).generations == 5
     with pytest.raises(Exception, match="cannot change"):
         cfg.resumed_with({"children": 3})
+
+
+def test_a_budget_sizes_the_generations_and_holds(tmp_path):
+    """On a 12 s budget: generations while they fit, the last one sized to the time left, the
+    run within the searchers' stated slack (25% + 5 s, test_searchers.py) and in the shared shape."""
+    from nash.search import run_searcher
+    cfg = ParetoConfig(data="digits", subset=600, device="cpu", widths=(16, 32), children=4, proposals=8,
+                       batch_size=64, budget=12.0)
+    res = run_searcher("pareto", cfg, out=tmp_path / "run")
+    assert res["seconds"] <= 12 * 1.25 + 5.0
+    gens = [e for e in events(tmp_path / "run") if e["event"] == "generation"]
+    assert res["generations"] == len(gens) >= 2
+    assert all(1 <= g["epochs"] <= cfg.child_epochs and 1 <= g["children"] <= cfg.children for g in gens)
+    assert set(res["final"]) == {"val_acc", "test_acc", "params"} and res["curve"]
+    assert [a for _, a in res["curve"]] == sorted(a for _, a in res["curve"])
