@@ -12,7 +12,7 @@ nash.search.run_searcher on the same split. Then writes
                          labelled points
 
     python experiments/pareto_study.py --data digits --budget 30s --widths 16,32 --out runs/pareto-study
-    python experiments/pareto_study.py --data cifar10 --data-dir /usr/share/datasets/cifar10 \\
+    python experiments/pareto_study.py --data cifar10 --data-dir ~/data --widths 32,64,128 \\
         --budget 1h --out runs/pareto-cifar
 
 Resumable: run the same command again after a kill; finished runs are kept, an unfinished one
