@@ -288,6 +288,9 @@ class ParetoSearch:
         # run then starts each generation exactly as a resumed one does
         parents = {r["id"]: net_from_state(state["nets"][str(r["id"])]).to(self.device) for r in front}
         proposals = self._propose(g, front, parents, state)
+        if not proposals:
+            self.rep.log(f"generation {g}: every child drawn is over a cost limit; the search ends")
+            return False
         chosen, epochs = self._fit(g, proposals, front, state)
         if not chosen:
             self.rep.log(f"generation {g}: no child fits in the time left; the search ends")
