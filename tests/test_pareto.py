@@ -117,6 +117,13 @@ def test_a_run_resumed_with_more_generations_equals_an_uninterrupted_one(uninter
     assert sorted(p.name for p in (run / "front").iterdir()) == sorted(str(i) for i in front_ids(run))
 
 
+def checkpointed_generation(run) -> int:
+    try:  # written atomically (a rename), so a read sees the old file or the new one
+        return torch.load(run / "checkpoint.pt", weights_only=True)["state"]["generation"]
+    except FileNotFoundError:
+        return -1
+
+
 def test_a_killed_run_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path):
     """SIGKILL once a generation has checkpointed (perhaps mid-way through the next); the same
     command with --resume ends where the uninterrupted run ended, events and front alike."""
@@ -124,15 +131,16 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(uninterrupted, tmp_pat
     cmd = [sys.executable, "-m", "nash", "pareto", *TINY, "--generations", "3"]
     p = subprocess.Popen([*cmd, "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not ((run / "events.jsonl").exists() and '"generation"' in (run / "events.jsonl").read_text()):
+    while checkpointed_generation(run) < 1:  # the checkpoint, not the event: it is written just after
         assert p.poll() is None and time.time() < deadline, "the run never finished a generation"
         time.sleep(0.01)
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not (run / "results.json").exists()
+    resumed_after = checkpointed_generation(run)
     r = subprocess.run([*cmd, "--resume", str(run)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "resuming after generation" in r.stderr
+    assert f"resuming after generation {resumed_after}" in r.stderr and resumed_after >= 1
     assert untimed(run) == untimed(uninterrupted)
     assert (run / "front.json").read_text() == (uninterrupted / "front.json").read_text()
 
