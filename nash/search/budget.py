@@ -18,6 +18,7 @@ Every reserve and margin of the budget arithmetic is a named constant here and n
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -97,6 +98,23 @@ class Budget:
         room = self.left() - self.reserve(seconds_per_epoch) - also
         epochs = room / max(seconds_per_epoch * margin, 1e-9)
         return max(math.floor(epochs) if whole else epochs, 0)
+
+
+def predict_epoch(timings: list, macs: int) -> float:
+    """Seconds a training epoch of a network of `macs` may take, from (MACs, seconds) measured so
+    far: the same network's median, else a line over MACs (never below the quickest), each with
+    its margin."""
+    same = [s for m, s in timings if m == macs]
+    if same:
+        return statistics.median(same[-3:]) * EPOCH_MARGIN
+    if len({m for m, _ in timings}) < 2:
+        m0, s0 = timings[-1]
+        return s0 * max(1.0, macs / max(m0, 1)) * PREDICTION_MARGIN
+    n = len(timings)
+    mx = sum(m for m, _ in timings) / n
+    my = sum(s for _, s in timings) / n
+    slope = sum((m - mx) * (s - my) for m, s in timings) / max(sum((m - mx) ** 2 for m, _ in timings), 1e-12)
+    return max(my + max(slope, 0.0) * (macs - mx), min(s for _, s in timings)) * PREDICTION_MARGIN
 
 
 def timed_epochs(train_one_epoch, quick: float = QUICK_EPOCH) -> tuple[float, list]:

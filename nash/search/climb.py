@@ -22,7 +22,6 @@ is checked before the run begins, so the winner is within every limit.
 from __future__ import annotations
 
 import copy
-import statistics
 from dataclasses import dataclass, field
 
 from morphisms import LatencyCache, Network, random_morphisms
@@ -30,7 +29,7 @@ from morphisms import LatencyCache, Network, random_morphisms
 from ..data import DataSplits
 from ..errors import NashError, OptionError
 from ..rundir import RunDir
-from .budget import EPOCH_MARGIN, PREDICTION_MARGIN, Budget, timed_epochs
+from .budget import Budget, predict_epoch, timed_epochs
 from .executors import LocalExecutor
 from .jobs import ChildOrigin, TrainJob, TrainOutcome, train_candidate
 from .kit import child_seed, finish, make_start_net, net_from_state, net_state, rank_key, score, summary, \
@@ -128,23 +127,8 @@ class HillClimber:
         return out
 
     def predict_epoch(self, net: Network, state: dict) -> float:
-        """Seconds a training epoch may take, from a line fitted to (MACs, seconds) seen so far,
-        the margin for a prediction included."""
-        obs = state["timings"]
-        x = net.macs()
-        same = [sec for m, sec in obs if m == x]
-        if same:  # this very network (or its twin) was timed: its latest times are the best guess (the
-            # median of the last three: one piece slowed by a busy machine should not resize the rest)
-            return statistics.median(same[-3:]) * EPOCH_MARGIN
-        if len({m for m, _ in obs}) < 2:
-            m0, s0 = obs[-1]
-            return s0 * max(1.0, x / max(m0, 1))
-        n = len(obs)
-        mx = sum(m for m, _ in obs) / n
-        my = sum(s for _, s in obs) / n
-        b = sum((m - mx) * (s - my) for m, s in obs) / max(sum((m - mx) ** 2 for m, _ in obs), 1e-12)
-        b = max(b, 0.0)
-        return max(my + b * (x - mx), min(s for _, s in obs)) * PREDICTION_MARGIN
+        """Seconds a training epoch of `net` may take, from the timings so far (budget.py)."""
+        return predict_epoch(state["timings"], net.macs())
 
     def costs(self, net: Network, state: dict) -> dict:
         """{"params", "macs"} of `net` under a limit, and "latency_ms" under a latency limit: measured

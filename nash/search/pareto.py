@@ -46,7 +46,7 @@ from ..data import DataSplits
 from ..errors import NashError, OptionError
 from ..rundir import RunDir
 from ..train import evaluate
-from .budget import EPOCH_MARGIN, PREDICTION_MARGIN, REPORT_EPOCHS, Budget, timed_epochs
+from .budget import REPORT_EPOCHS, Budget, predict_epoch, timed_epochs
 from .executors import LocalExecutor
 from .jobs import TrainJob, train_candidate
 from .limits import CostLimitsConfig, Limits
@@ -159,23 +159,6 @@ def draw_without_replacement(rng: random.Random, weights: list[float], k: int) -
         i = rng.choices(range(len(left)), weights=[weights[j] for j in left])[0]
         picked.append(left.pop(i))
     return picked
-
-
-def predict_epoch(timings: list, macs: int) -> float:
-    """Seconds a training epoch of a network of `macs` may take, from (MACs, seconds) measured so
-    far: the same network's median, else a line over MACs (never below the quickest), each with
-    its margin."""
-    same = [s for m, s in timings if m == macs]
-    if same:
-        return statistics.median(same[-3:]) * EPOCH_MARGIN
-    if len({m for m, _ in timings}) < 2:
-        m0, s0 = timings[-1]
-        return s0 * max(1.0, macs / max(m0, 1)) * PREDICTION_MARGIN
-    n = len(timings)
-    mx = sum(m for m, _ in timings) / n
-    my = sum(s for _, s in timings) / n
-    slope = sum((m - mx) * (s - my) for m, s in timings) / max(sum((m - mx) ** 2 for m, _ in timings), 1e-12)
-    return max(my + max(slope, 0.0) * (macs - mx), min(s for _, s in timings)) * PREDICTION_MARGIN
 
 
 @dataclass
