@@ -1,5 +1,6 @@
-"""Same seed, same results: run `nash`, `random`, `none`, `darts` (or the DARTS variants) without a budget at tiny
-settings on two versions of the code and diff their run directories, times aside.
+"""Same seed, same results: run `nash`, `random`, `none` and `darts` (or the DARTS variants)
+without a budget at tiny settings on two versions of the code and diff their run directories,
+times aside.
 
     python experiments/same_results.py                   # HEAD against the working tree
     python experiments/same_results.py BASE [OTHER]      # two commits (OTHER "worktree": the working tree)

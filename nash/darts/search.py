@@ -38,11 +38,12 @@ the search's end after an interruption; once done, its genotype is stored in the
 
 Budget (a `nash.search.budget.Budget`, the search's share of the run's): an epoch starts only
 if one as long as the mean epoch so far fits (`Budget.epochs_that_fit`), and a step only if it
-should end before the deadline (from the mean step so far, or the last where that is longer:
-one SDARTS-ADV step is ten forward-backward passes, and the first steps of a process are
-slower still, so a check after the step alone lets one step overrun by its whole length). The first step always runs. With
-the PT selector the first 1 - `pt_share` of the budget trains and the rest is PT's, whose
-measurements come first and whose fine-tuning takes what is left.
+should end a report's reserve before the deadline (from the mean step so far, or the last where
+that is longer: one SDARTS-ADV step is ten forward-backward passes, and the first steps of a
+process are slower still, so a check after the step alone lets one step overrun by its whole
+length). The first step always runs. With the PT selector the first 1 - `pt_share` of the
+budget trains and the rest is PT's, whose measurements come first and whose fine-tuning takes
+what is left.
 
 `run_search` reads top to bottom: the settings (config.py), `prepare` and `restore` the search,
 `search_epochs`, `select_genotype`, `write_outputs`. Process-wide state (denormal flushing,

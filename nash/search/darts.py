@@ -43,8 +43,8 @@ class DartsConfig(SearchSettings, SearchConfig):
     cutout: int | None = _option(None, "Cutout size for training the derived network (default 16 for 32x32 "
                                        "inputs, else off).")
 
-    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = (*SearchConfig.RESUME_MAY_CHANGE, *SearchSettings.RESUME_MAY_CHANGE,
-                                                    "train_epochs")
+    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = (*SearchConfig.RESUME_MAY_CHANGE,
+                                                    *SearchSettings.RESUME_MAY_CHANGE, "train_epochs")
 
     def validate(self) -> None:
         super().validate()  # the search's settings, then the contract's
