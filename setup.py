@@ -11,6 +11,9 @@ Dependencies and why:
   for ONNX export: onnx, and onnxscript, which torch's current (dynamo) ONNX exporter translates with.
   ray>=2.10: tests/test_ray.py passes on 2.10, 2.30 and 2.60; 2.9 imports pkg_resources,
   which setuptools (81 on) no longer ships, so it fails to start in a fresh environment.
+- [test] adds pytest-xdist: the suite's tests run one torch thread each (tests/conftest.py), so
+  `-n auto --dist loadfile` runs one test file per core (a file's module fixtures, such as the
+  two-node Ray cluster, stay in one worker): 7 minutes instead of 13 on 2 cores.
 - [test] adds onnxruntime (a CPU wheel, no CUDA), so the tests run an exported ONNX file, and ray,
   so CI runs the ray executor's tests (tests/test_ray.py) on a local Ray: its wheel pulls no
   CUDA packages (only msgpack beside what is here), ~240 MB installed, ~20 s to install.
@@ -35,8 +38,8 @@ setup(
         "scikit-learn>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "hypothesis>=6.80", "onnx>=1.14", "onnxscript>=0.7", "onnxruntime>=1.17",
-                 "ray>=2.10"],
+        "test": ["pytest>=7.4", "pytest-xdist>=3.5", "hypothesis>=6.80", "onnx>=1.14", "onnxscript>=0.7",
+                 "onnxruntime>=1.17", "ray>=2.10"],
         "onnx": ["onnx>=1.14", "onnxscript>=0.7"],
         "ray": ["ray>=2.10"],
         "vision": ["torchvision>=0.16"],

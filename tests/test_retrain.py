@@ -1,5 +1,4 @@
 """retrain: a climb's final architecture from fresh weights, trained for the whole budget."""
-import json
 import subprocess
 import sys
 
@@ -38,19 +37,10 @@ def test_retrain_trains_the_climbs_architecture_from_fresh_weights(tmp_path):
     assert Network.load(tmp_path / "run" / "best").to_json() == climbed.to_json()
 
 
-def test_compare_runs_retrain_after_the_climb_of_its_seed_and_refuses_it_alone(tmp_path):
-    common = ["--budget", "10s", "--data", "digits", "--subset", "300", "--device", "cpu", "--widths", "8,16",
-              "--quiet", "--seeds", "1"]
-    p = subprocess.run([sys.executable, "-m", "nash", "compare", "--methods", "none,retrain", *common, "--out",
-                        str(tmp_path / "alone")], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "nash" in p.stderr
+def test_compare_refuses_retrain_without_the_climb_it_retrains(tmp_path):
+    # (tests/test_searchers.py::test_compare_end_to_end runs it after the climb of its seed)
+    p = subprocess.run([sys.executable, "-m", "nash", "compare", "--methods", "none,retrain", "--budget", "10s",
+                        "--data", "digits", "--subset", "300", "--out", str(tmp_path / "alone")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "nash" in p.stderr, p.stderr
     assert not (tmp_path / "alone").exists()
-    out = tmp_path / "cmp"
-    p = subprocess.run([sys.executable, "-m", "nash", "compare", "--methods", "retrain,nash", *common, "--out",
-                        str(out)], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
-    climb = Network.load(out / "nash-seed0" / "best")
-    retrained = Network.load(out / "retrain-seed0" / "best")
-    assert retrained.to_json() == climb.to_json()
-    runs = json.loads((out / "compare.json").read_text())["runs"]
-    assert runs["retrain-seed0"]["final"]["params"] == runs["nash-seed0"]["final"]["params"]

@@ -121,12 +121,23 @@ def compare_cmd(out, methods, budget="6s", seeds=2):
 
 
 def test_compare_end_to_end(tmp_path):
+    """nash, none, darts and retrain (random has its own tests below) over two seeds: the table,
+    the JSON, every run's shape, retrain on its seed's climb, and a second call re-running nothing."""
+    import torch
+
+    from morphisms import Network
     out = tmp_path / "cmp"
-    p = subprocess.run(compare_cmd(out, "nash,random,none,darts"), capture_output=True, text=True, timeout=600)
+    methods = "retrain,nash,none,darts"  # retrain first: it still runs after the climb of its seed
+    p = subprocess.run(compare_cmd(out, methods), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     table = (out / "compare.md").read_text()
     rows = [l for l in table.splitlines() if l.startswith("| ") and not l.startswith("| method")]
-    assert [r.split("|")[1].strip() for r in rows] == ["nash", "random", "none", "darts"]
+    assert [r.split("|")[1].strip() for r in rows] == ["retrain", "nash", "none", "darts"]
+    for seed in (0, 1):  # the climb's final architecture, from other weights
+        climbed, retrained = (Network.load(out / f"{m}-seed{seed}" / "best") for m in ("nash", "retrain"))
+        assert retrained.to_json() == climbed.to_json()
+        assert any(not torch.equal(a, b) for a, b in zip(climbed.state_dict().values(),
+                                                        retrained.state_dict().values()))
     data = json.loads((out / "compare.json").read_text())
     assert len(data["runs"]) == 8
     for name, res in data["runs"].items():
@@ -135,12 +146,12 @@ def test_compare_end_to_end(tmp_path):
         assert (out / name / "best" / "weights.pt").is_file()  # a trained, evaluated network
     for row in data["rows"]:
         assert row["seeds"] == 2 and row["test_std"] is not None
-        if row["method"] not in ("random", "none"):
+        if row["method"] != "none":
             assert set(row["lead_none"]) == {"lead", "spread", "exceeds"}
     assert (out / "compare.png").stat().st_size > 1000
     # run again: nothing is re-run, the same table comes out
     t = time.time()
-    p = subprocess.run(compare_cmd(out, "nash,random,none,darts"), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(compare_cmd(out, methods), capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and time.time() - t < 30
     assert (out / "compare.md").read_text() == table
 
@@ -154,7 +165,7 @@ def test_a_killed_run_resumes(tmp_path, method):
     import torch
     out = tmp_path / "cmp"
     run = out / f"{method}-seed0"
-    cmd = compare_cmd(out, method, budget="20s", seeds=1)
+    cmd = compare_cmd(out, method, budget="12s", seeds=1)
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (run / "checkpoint.pt").exists():  # its first checkpoint: something to resume from
