@@ -14,7 +14,7 @@ from .approximate import SHRINK_KINDS, Shrink
 from .channels import tied_class
 from .edit import Edit
 from .errors import MorphismError
-from .moves import MORPHISMS
+from .moves import MORPHISMS, _ok
 from .network import Network
 from .prune import PRUNABLE, prune_filters, prune_plan
 from .remove_block import block_plan, remove_block
@@ -30,14 +30,6 @@ PRUNE_FRACTION = 0.25
 
 def prune_count(width: int, fraction: float = PRUNE_FRACTION) -> int:
     return min(width - 1, max(1, int(width * fraction)))
-
-
-def _ok(check) -> bool:
-    try:
-        check()
-        return True
-    except MorphismError:
-        return False
 
 
 def _check_kinds(kinds):
