@@ -1,6 +1,7 @@
 """nash.darts supernet, architecture strategies and the search driver (tiny, CPU)."""
 import copy
 import json
+import math
 import time
 
 import pytest
@@ -297,7 +298,8 @@ def test_a_search_whose_epoch_outlasts_its_share_stops_within_it(tmp_path):
     # least a quarter of the time after the share, every epoch it trained in the network (its
     # timing epoch too), and learns: ten classes, chance 0.1; measured 0.96 after 8 epochs
     assert res["epochs"] >= 3 and final["elapsed"] - done["elapsed"] >= 0.25 * (budget - share_ends)
-    assert len(run.events("train_epoch")) == res["epochs"] and res["final"]["test_acc"] > 0.5
+    # (the last epoch may be a part of one, ending the cycle with the time)
+    assert len(run.events("train_epoch")) == math.ceil(res["epochs"]) and res["final"]["test_acc"] > 0.5
     assert res["seconds"] <= budget  # the run ends within its budget
 
 
@@ -359,7 +361,7 @@ def test_the_derived_network_keeps_its_timing_epoch_and_trains_until_its_deadlin
     run, final, details, data = derived_run(tmp_path, budget)
     steps_per_epoch = len(data.train_y) // 32
     epochs = run.events("train_epoch")
-    assert len(epochs) == details["epochs"] >= 3
+    assert len(epochs) == math.ceil(details["epochs"]) and details["epochs"] >= 3  # the last may be a part
     assert counted_sgd_steps[0] == details["epochs"] * steps_per_epoch  # nothing trained and thrown away
     assert time.time() <= budget.deadline + 1.0  # the report's reserve held (1 s of slack on a busy CPU)
     longest = max(b["time"] - a["time"] for a, b in zip(epochs, epochs[1:]))

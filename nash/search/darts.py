@@ -71,6 +71,9 @@ def planning_seconds(trained: list[TrainResult]) -> float:
     return statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
 
 
+MIN_LAST_EPOCH = 0.05  # a last part-epoch shorter than this is not worth its pass over the data
+
+
 def train_within(derived: DerivedNet, budget: Budget, most: int, on_epoch=None) -> list[TrainResult]:
     """Train `derived` for one cosine cycle of at most `most` epochs that ends by the budget's
     deadline, with its reserve for evaluating and reporting kept; returns the epochs' results.
@@ -87,12 +90,15 @@ def train_within(derived: DerivedNet, budget: Budget, most: int, on_epoch=None) 
         if not trained:
             cycle = (0.0, 1.0) if only_one else (0.0, 0.0)
         else:
-            left = min(budget.epochs_that_fit(planning_seconds(trained)), most - len(trained))
-            if left < 1:
+            # epochs that fit, a fraction included: the last epoch may be a part of one, so the
+            # cycle ends with the time instead of a whole epoch early
+            left = min(budget.epochs_that_fit(planning_seconds(trained), whole=False), most - len(trained))
+            if left < MIN_LAST_EPOCH:
                 break
-            cycle = (u, u + (1.0 - u) / left)
+            cycle = (u, u + (1.0 - u) * min(1.0, left) / left)
         done = len(trained)
-        res = derived.train(1, cycle, trained[-1].opt_state if trained else None, seed=derived.seed + done,
+        epochs = 1 if not trained or left >= 1 else left
+        res = derived.train(epochs, cycle, trained[-1].opt_state if trained else None, seed=derived.seed + done,
                             on_epoch=None if on_epoch is None else lambda e, r: on_epoch(done + e, r))
         trained.append(res)
         u = cycle[1]
