@@ -91,7 +91,8 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, 
     aux_weight: weight of the auxiliary heads' loss, when the net has any.
     decay_all: weight decay on every parameter, BN and biases too (the DARTS reference's choice).
     on_epoch(epoch, result_so_far): progress callback.
-    deadline: a time.time() after which training stops at the end of the current epoch.
+    deadline: a time.time() after which training stops, at the next optimizer step (`epochs`
+    then counts the part of the last epoch trained).
     A non-finite loss stops training at the end of its epoch and is reported in `failed`, never
     raised."""
     device = x.device
@@ -123,8 +124,14 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, 
         for m in drop_modules:
             m.drop_prob = drop_path * (u0 + (u1 - u0) * epoch / max(epochs, 1))
         loss_sum = correct = seen = 0.0
+        epoch_began, cut = step, False
         for xb, yb in iterate_batches(x, y, batch_size, shuffle=True, generator=gen, aug=aug, drop_last=drop_last):
             if step >= total:  # a fractional last epoch ends here
+                break
+            # past the deadline mid-epoch: stop now, not at the epoch's end (an epoch of a large
+            # data set on a CPU can take minutes); a call always makes at least one step
+            if deadline is not None and step > epoch_began and time.time() > deadline:
+                cut = True
                 break
             xb = xb.contiguous(memory_format=torch.channels_last)
             for group in opt.param_groups:
@@ -166,10 +173,12 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, 
         if not math.isfinite(float(loss_sum)):
             failed = f"non-finite loss in epoch {epoch + 1}"
             break
-        done_epochs = epoch + 1 if step < total else epochs
+        # a whole epoch, or the part of one trained (a fractional last epoch, a deadline mid-epoch)
+        part = (step - epoch_began) / steps_per_epoch
+        done_epochs = epoch + 1 if part >= 1 else epoch + part
         if on_epoch is not None:
             on_epoch(done_epochs, _result(loss_sum, correct, seen, done_epochs, step, t0, images, None))
-        if deadline is not None and time.time() > deadline:
+        if cut or (deadline is not None and time.time() > deadline):
             break
     result = _result(loss_sum, correct, seen, done_epochs, step, t0, images, failed)
     result.opt_state = opt.state_dict()
