@@ -50,8 +50,8 @@ class ClimbConfig(CostLimitsConfig):
     epoch_neigh: int = field(default=17, metadata={"help": "Epochs per step's candidates (paper schedule; without "
                                                            "a budget also the budget schedule's step length)."})
     epoch_final: int = field(default=20, metadata={"help": "Epochs for the winner (without a budget)."})
-    pretrain_epochs: int = field(default=20, metadata={"help": "Epochs for the start net (without a budget; the "
-                                                               "budget schedule pretrains for 30% of the cycle)."})
+    pretrain_epochs: int = field(default=20, metadata={"help": "Epochs for the start net (without a budget; with "
+                                                               "one, the lineage trains until its first step)."})
     steps: int | None = field(default=None, metadata={"help": "Hill-climbing steps (default: planned from --budget; "
                                                                "5, the paper's 12-hour run, without one)."})
     search_share: float = field(default=0.2, metadata={"help": "budget schedule: the share of the budget spent on "
