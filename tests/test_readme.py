@@ -40,7 +40,8 @@ def test_ci_runs_the_readme_commands():
     assert install_and_run[0].partition("; ")[0] == guard and "pip install torch==" in guard
     install, _, test = rest.partition(" && ")
     assert shlex.split(install) == ["pip", "install", "-e", ".[test]"]
-    assert shlex.split(test) == ["python", "-m", "pytest", "-q"]
+    # a test file per core (pytest-xdist, from [test]): every test runs one torch thread
+    assert shlex.split(test) == ["python", "-m", "pytest", "-q", "-n", "auto", "--dist", "loadfile"]
     # CI: the strict-mode and cd-to-the-repository prelude, then exactly README's test line
     ci = commands((README.parent / ".ci" / "run").read_text())
     assert ci == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', install_and_test[0]], ci
