@@ -112,11 +112,9 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
         epochs = cfg.epoch_final
         if budget.limited:
             timed = state["tried"][state["best_key"]]
-            # this very network's measured epoch, with the margin (without it the winner ran into the
-            # deadline: its epochs as a candidate were quicker than on its own)
-            per_epoch = max(timed["seconds"] / max(timed["epochs"], 1), 1e-9)
-            epochs = max(1, budget.epochs_that_fit(per_epoch, whole=False))
-        # the deadline stops it at the first step past it: a budget holds even when epochs slow down
+            # this very network's measured epoch, with the margin (it trains slower alone than it did
+            # as a candidate); the last epoch may be a part of one
+            epochs = max(1, budget.epochs_that_fit(max(timed["seconds"] / max(timed["epochs"], 1), 1e-9), whole=False))
         res = sgdr_train(best, data.train_x, data.train_y, epochs, cfg.lr_start, cfg.lr_end, batch_size=cfg.batch_size,
                          aug=aug, mixup_alpha=cfg.mixup, seed=cfg.seed + 1, deadline=budget.deadline)
         if res.failed:
