@@ -59,6 +59,15 @@ def test_the_data_stop_growth():
     assert p.steps == 1
     big = steps(10 * 3600, 0.15, iters_per_epoch=11, train_images=1_400_000)
     assert big.steps > 1
+    # the first step is granted once: re-planned after it (the network 1.5x bigger, nearly at
+    # the cap), no further step is planned, however much time is left
+    grown = make_plan(10 * 3600, 0.15, int(START_MACS * 1.5), int(START_PARAMS * 1.5), 0.3, n_neigh=8,
+                      search_share=0.2, iters_per_epoch=11, train_images=1_400, first_step=False)
+    assert grown.steps == 0
+    # under the cap a re-plan still steps on
+    roomy = make_plan(10 * 3600, 0.15, START_MACS, START_PARAMS, 0.3, n_neigh=8, search_share=0.2,
+                      iters_per_epoch=11, train_images=1_400_000, first_step=False)
+    assert roomy.steps > 1
 
 
 def test_no_time_no_step_and_the_users_steps_are_kept():

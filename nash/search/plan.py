@@ -86,11 +86,13 @@ class Plan:
 def make_plan(time_left: float, epoch_seconds: float, macs: int, params: int, u: float, *, n_neigh: int,
               iters_per_epoch: int, train_images: int, search_share: float, growth: float = GROWTH,
               parallel: int = 1, max_steps: int | None = None, exact_steps: int | None = None,
-              grow: bool = True) -> Plan:
+              grow: bool = True, first_step: bool = True) -> Plan:
     """The plan for `time_left` seconds of lineage and search from progress u of the cycle, for a
     best network of `macs`, `params`, training `epoch_seconds` per epoch. `max_steps`: at most
     this many steps (None: no limit but MAX_STEPS); `exact_steps`: this many (the user's --steps),
-    with as many candidates as the search share pays for (at least 2); `grow` False: no more steps."""
+    with as many candidates as the search share pays for (at least 2); `grow` False: no more steps;
+    `first_step`: no step has been made yet, so one step is allowed even over the data's cap (the
+    user asked for a search); once a step has been made, every step must fit under the cap."""
     time_left = max(time_left, 0.0)
     ipe = max(iters_per_epoch, 1)
     first = max(1, math.ceil(MIN_SLICE_ITERS / ipe))
@@ -124,13 +126,14 @@ def make_plan(time_left: float, epoch_seconds: float, macs: int, params: int, u:
                     None) or attempt(exact_steps, 2, strict=None, share=False)
     if grow:
         for k in range(limit, 0, -1):
-            if k > 1 and params * growth ** k > cap:
-                continue  # the data cannot carry the network (one step is always allowed)
+            if (k > 1 or not first_step) and params * growth ** k > cap:
+                continue  # the data cannot carry the network (a run's first step is always allowed)
             for n in range(n_neigh, lo - 1, -1):
                 p = attempt(k, n, strict=True)
                 if p:
                     return p
-        if limit >= 1:  # a short budget: one step, if its rungs fit at all (the user asked for a search)
+        if limit >= 1 and (first_step or params * growth <= cap):
+            # a short budget: one step, if its rungs fit at all (the user asked for a search)
             for n in range(n_neigh, 1, -1):
                 p = attempt(1, n, strict=False)
                 if p:

@@ -142,8 +142,8 @@ class BudgetSchedule:
                               state["u"], n_neigh=cfg.n_neigh, iters_per_epoch=c.iters_per_epoch,
                               train_images=len(c.data.train_y), search_share=cfg.search_share,
                               growth=min(plan.GROWTH, cfg.max_growth or plan.GROWTH), parallel=c.parallelism,
-                              exact_steps=exact_steps,
-                              grow=not self._parent_keeps_winning(state))
+                              exact_steps=exact_steps, grow=not self._parent_keeps_winning(state),
+                              first_step=state["step"] == 0)
 
     @staticmethod
     def _parent_keeps_winning(state: dict) -> bool:
