@@ -238,3 +238,32 @@ def test_budget_schedule_halves_each_step_and_trains_one_cycle(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["schedule"] == "budget" and res["steps"] == 2
     assert res["final"]["test_acc"] > QUICK_FLOOR  # measured 0.55 here (seed 5)
+
+
+def test_a_climb_without_steps_scores_its_network_once(tmp_path, monkeypatch):
+    # on a budget with no step, the start net trains to the end of its cycle before it is scored;
+    # the final net is then that net, and scoring it again cost seconds past the report's
+    # reserve on 10,000 test images (a 2-minute Fashion-MNIST climb ended at 123.5 s)
+    import nash.search.climb as climb
+    from nash.search import ClimbConfig, run_searcher
+    calls = []
+    real = climb.score
+    monkeypatch.setattr(climb, "score", lambda net, data: calls.append(1) or real(net, data))
+    cfg = ClimbConfig(data="digits", subset=600, device="cpu", widths=(16, 16), budget=4.0, steps=0, seed=3)
+    res = run_searcher("nash", cfg, out=tmp_path / "run")
+    assert res["steps"] == 0 and len(calls) == 1
+    assert res["final"] == res["start"]  # the one score serves both
+
+
+def test_a_weights_digest_sees_one_changed_value():
+    import torch
+
+    from morphisms import start_net
+    from nash.search.kit import net_from_state, net_state, weights_digest
+    net = start_net(1, 10, widths=(4, 8), input_size=8)
+    copy = net_from_state(net_state(net))
+    assert weights_digest(copy) == weights_digest(net)
+    with torch.no_grad():
+        p = next(copy.parameters())
+        p.view(-1)[0] = torch.nextafter(p.view(-1)[0], torch.tensor(float("inf")))  # one ulp
+    assert weights_digest(copy) != weights_digest(net)
