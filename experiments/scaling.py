@@ -89,6 +89,9 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.fill_between(xs, [min(r["test_accs"]) for r in mine], [max(r["test_accs"]) for r in mine], alpha=0.2,
                         color=line.get_color())
     ax.set_xscale("log")
+    budgets = sorted({r["seconds"] / 60 for r in rows})
+    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])  # the budgets run, not powers of ten
+    ax.minorticks_off()
     ax.set(xlabel="budget per run (minutes, log scale)", ylabel="test accuracy",
            title="test accuracy against budget (mean over seeds; band: min-max)")
     ax.legend(loc="lower right")
