@@ -255,15 +255,16 @@ def test_a_climb_without_steps_scores_its_network_once(tmp_path, monkeypatch):
     assert res["final"] == res["start"]  # the one score serves both
 
 
-def test_a_weights_digest_sees_one_changed_value():
+def test_a_net_fingerprint_sees_one_changed_value():
     import torch
 
     from morphisms import start_net
-    from nash.search.kit import net_from_state, net_state, weights_digest
+    from nash.search.jobs import net_fingerprint
+    from nash.search.kit import net_from_state, net_state
     net = start_net(1, 10, widths=(4, 8), input_size=8)
     copy = net_from_state(net_state(net))
-    assert weights_digest(copy) == weights_digest(net)
+    assert net_fingerprint(copy) == net_fingerprint(net)
     with torch.no_grad():
         p = next(copy.parameters())
         p.view(-1)[0] = torch.nextafter(p.view(-1)[0], torch.tensor(float("inf")))  # one ulp
-    assert weights_digest(copy) != weights_digest(net)
+    assert net_fingerprint(copy) != net_fingerprint(net)

@@ -31,9 +31,9 @@ from ..errors import NashError, OptionError
 from ..rundir import RunDir
 from .budget import Budget, predict_epoch, timed_epochs
 from .executors import LocalExecutor
-from .jobs import ChildOrigin, TrainJob, TrainOutcome, train_candidate
+from .jobs import ChildOrigin, TrainJob, TrainOutcome, net_fingerprint, train_candidate
 from .kit import child_seed, finish, make_start_net, net_from_state, net_state, rank_key, score, summary, \
-    train_settings, weights_digest
+    train_settings
 from .limits import LATENCY_TRIES, CostLimitsConfig, Limits, retry_seed
 from .schedules import SCHEDULES
 
@@ -200,7 +200,7 @@ class HillClimber:
         start = summary(rec)
         self.rep.log(f"start net: val acc {start['val_acc']:.4f}, test acc {start['test_acc']:.4f}, "
                      f"{start['params']:,} params")
-        state.update(best=net_state(net), start=start, start_score={"digest": weights_digest(net), "rec": rec})
+        state.update(best=net_state(net), start=start, start_score={"digest": net_fingerprint(net), "rec": rec})
         self.run.save_checkpoint(state)
         return state
 
@@ -295,7 +295,7 @@ class HillClimber:
         # over the validation and test splits, seconds on 10,000 test images) would run past
         # the deadline that the report's reserve was sized for
         known = state.get("start_score")
-        rec = known["rec"] if known and known["digest"] == weights_digest(best) else score(best, self.data)
+        rec = known["rec"] if known and known["digest"] == net_fingerprint(best) else score(best, self.data)
         self.run.event("final", **rec, epochs=epochs)
         final = summary(rec) | {"epochs": epochs}
         self.rep.log(f"final net: val acc {final['val_acc']:.4f}, test acc {final['test_acc']:.4f}, "

@@ -12,7 +12,6 @@ A new searcher is a config (contract.py), a function using this kit and a regist
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 
 import torch
@@ -70,16 +69,6 @@ def score(net: Network, data: DataSplits) -> dict:
     val_acc, val_loss = evaluate(net, data.val_x, data.val_y)
     test_acc, _ = evaluate(net, data.test_x, data.test_y)
     return {"val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "params": net.num_params()}
-
-
-def weights_digest(net: Network) -> str:
-    """A digest of a network's tensors (and so of its architecture): equal digests, equal weights,
-    so a score already made for them holds (evaluation is deterministic on one device)."""
-    h = hashlib.blake2b(digest_size=16)
-    for name, t in net.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype
-    return h.hexdigest()
 
 
 def summary(rec: dict) -> dict:
