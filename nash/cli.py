@@ -236,6 +236,12 @@ def _print_plan(kw: dict, resume, started: float, executor) -> None:
     click.echo(f"lineage: {p['lineage_epochs']:.1f} epochs ({p['phase_epochs']:.1f} between steps); candidates that "
                f"lose: ~{p['lost_seconds']:.0f}s; predicted final network: {p['predicted_final_params']:,} params, "
                f"{p['predicted_final_macs']:,} MACs (re-planned at every step from what was measured)")
+    limits = [f"--{name.replace('_', '-')} {getattr(cfg, name):,}" for name in ("max_params", "max_macs")
+              if getattr(cfg, name) is not None]
+    if limits:
+        click.echo(f"growth stops at {' and '.join(limits)}: no step is planned past a limit")
+    if cfg.max_latency_ms is not None:
+        click.echo(f"--max-latency-ms {cfg.max_latency_ms:g} is not in the plan: latency is measured child by child")
     click.echo(json.dumps(p))
 
 

@@ -70,6 +70,40 @@ def test_the_data_stop_growth():
     assert roomy.steps > 1
 
 
+@pytest.mark.parametrize("limit", ["max_params", "max_macs"])
+def test_cost_limits_stop_growth_as_the_data_do(limit):
+    # no child is trained over a limit, so the plan does not count on growth past it: at twice
+    # the start net's cost one step fits (1.5x), a second (2.25x) does not
+    start = START_PARAMS if limit == "max_params" else START_MACS
+    free = steps(12 * 3600)
+    capped = steps(12 * 3600, **{limit: 2 * start})
+    assert free.steps >= 5 and capped.steps == 1
+    assert capped.predicted_final_params <= 2 * START_PARAMS or limit == "max_macs"
+    assert capped.predicted_final_macs <= 2 * START_MACS or limit == "max_params"
+    # the first step is granted even at the limit (the user asked for a search); after it, none
+    at_limit = make_plan(12 * 3600, 60.0, START_MACS, START_PARAMS, 0.3, n_neigh=8, search_share=0.2,
+                         first_step=False, **{**CIFAR, limit: start})
+    assert at_limit.steps == 0
+    # and the steps still never fall as the budget grows
+    got = [steps(30 * 1.25 ** i, **{limit: 8 * start}).steps for i in range(60)]
+    assert got == sorted(got) and 1 < got[-1] < free.steps
+
+
+def test_the_climbs_plan_takes_its_cost_limits():
+    import time
+
+    from nash.search import Budget, ClimbConfig, load_data
+    from nash.search.climb import preview_plan
+    from nash.search.kit import make_start_net
+    kw = dict(data="digits", subset=400, widths=(8, 16), budget=7200.0, device="cpu")
+    data = load_data(ClimbConfig(**kw))
+    start = make_start_net(ClimbConfig(**kw), data).num_params()
+    free = preview_plan(ClimbConfig(**kw), data, Budget.for_run(7200.0, time.time()))
+    capped = preview_plan(ClimbConfig(**kw, max_params=int(start * 1.2)), data, Budget.for_run(7200.0, time.time()))
+    assert free["steps"] > 1 and free["predicted_final_params"] > 1.2 * start
+    assert capped["steps"] == 1 and capped["predicted_final_params"] <= int(start * 1.2)
+
+
 def test_no_time_no_step_and_the_users_steps_are_kept():
     assert steps(60).steps == 0  # one CIFAR epoch does not leave a step room
     p = steps(2 * 3600, exact_steps=3)

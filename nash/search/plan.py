@@ -86,18 +86,29 @@ class Plan:
 def make_plan(time_left: float, epoch_seconds: float, macs: int, params: int, u: float, *, n_neigh: int,
               iters_per_epoch: int, train_images: int, search_share: float, growth: float = GROWTH,
               parallel: int = 1, max_steps: int | None = None, exact_steps: int | None = None,
-              grow: bool = True, first_step: bool = True) -> Plan:
+              grow: bool = True, first_step: bool = True, max_params: int | None = None,
+              max_macs: int | None = None) -> Plan:
     """The plan for `time_left` seconds of lineage and search from progress u of the cycle, for a
     best network of `macs`, `params`, training `epoch_seconds` per epoch. `max_steps`: at most
     this many steps (None: no limit but MAX_STEPS); `exact_steps`: this many (the user's --steps),
     with as many candidates as the search share pays for (at least 2); `grow` False: no more steps;
     `first_step`: no step has been made yet, so one step is allowed even over the data's cap (the
-    user asked for a search); once a step has been made, every step must fit under the cap."""
+    user asked for a search); once a step has been made, every step must fit under the cap.
+    `max_params`, `max_macs`: the user's cost limits. No child is trained over them, so growth
+    stops there as it does at the data's cap: steps that would need a network over a limit are
+    not planned, and the predicted final cost is at most the limit."""
     time_left = max(time_left, 0.0)
     ipe = max(iters_per_epoch, 1)
     first = max(1, math.ceil(MIN_SLICE_ITERS / ipe))
     min_phase = max(1.0, MIN_PHASE_ITERS / ipe)
     cap = PARAMS_PER_IMAGE * max(train_images, 1)
+    if max_params is not None:
+        cap = min(cap, max_params)
+    macs_cap = math.inf if max_macs is None else max_macs
+
+    def over(k: int) -> bool:
+        """The network after k steps of expected growth is more than the data or a limit carry."""
+        return params * growth ** k > cap or macs * growth ** k > macs_cap
     limit = MAX_STEPS if max_steps is None else min(max_steps, MAX_STEPS)
     lo = min(MIN_CANDIDATES, n_neigh)
 
@@ -116,8 +127,10 @@ def make_plan(time_left: float, epoch_seconds: float, macs: int, params: int, u:
         if k and strict is not None and phase < (max(min_phase, winner_epochs + first) if strict else winner_epochs + 1):
             return None
         lineage = phase * (k + 1)
+        # no child is over a limit: the growth predicted stops at the tightest one
+        grown = max(1.0, min(growth ** k, (max_params or math.inf) / max(params, 1), macs_cap / max(macs, 1)))
         return Plan(k, n if k else 0, first, rungs, [u + (1 - u) * j / (k + 1) for j in range(1, k + 1)], phase,
-                    lineage, lineage / max(1 - u, 1e-9), lost, int(macs * growth ** k), int(params * growth ** k))
+                    lineage, lineage / max(1 - u, 1e-9), lost, int(macs * grown), int(params * grown))
 
     if exact_steps is not None:
         if exact_steps == 0:
@@ -126,13 +139,13 @@ def make_plan(time_left: float, epoch_seconds: float, macs: int, params: int, u:
                     None) or attempt(exact_steps, 2, strict=None, share=False)
     if grow:
         for k in range(limit, 0, -1):
-            if (k > 1 or not first_step) and params * growth ** k > cap:
-                continue  # the data cannot carry the network (a run's first step is always allowed)
+            if (k > 1 or not first_step) and over(k):
+                continue  # the data or a limit cannot carry the network (a run's first step is always allowed)
             for n in range(n_neigh, lo - 1, -1):
                 p = attempt(k, n, strict=True)
                 if p:
                     return p
-        if limit >= 1 and (first_step or params * growth <= cap):
+        if limit >= 1 and (first_step or not over(1)):
             # a short budget: one step, if its rungs fit at all (the user asked for a search)
             for n in range(n_neigh, 1, -1):
                 p = attempt(1, n, strict=False)

@@ -143,7 +143,8 @@ class BudgetSchedule:
                               train_images=len(c.data.train_y), search_share=cfg.search_share,
                               growth=min(plan.GROWTH, cfg.max_growth or plan.GROWTH), parallel=c.parallelism,
                               exact_steps=exact_steps, grow=not self._parent_keeps_winning(state),
-                              first_step=state["step"] == 0)
+                              first_step=state["step"] == 0, max_params=c.limits.max_params,
+                              max_macs=c.limits.max_macs)
 
     @staticmethod
     def _parent_keeps_winning(state: dict) -> bool:
