@@ -16,8 +16,13 @@ statistics), and the validation accuracy after the slice of:
 and, once per seed, the parent trained again with another batch order: the control that says how
 far two runs of the *same* network differ after the slice (the noise floor of every gap).
 
+With `--average K` the slice is trained in K pieces (momentum carried) and each network is also
+scored as the average of the K snapshots that end the pieces (BN statistics recomputed on
+training images, as SWA does): a candidate's score that depends less on the last few batches.
+The control's spread says whether that score is less noisy than the last iterate's.
+
     python experiments/child_slice.py [--data-dir /usr/share/datasets/fashion-mnist]
-        [--subset 10000] [--seeds 4] [--epochs 1]
+        [--subset 10000] [--seeds 4] [--epochs 1] [--average 5]
 
 The last line printed is one JSON object: per kind, the mean and spread of (child - parent).
 """
@@ -64,12 +69,34 @@ def freeze_new_bns(parent, child) -> int:
     return frozen
 
 
+def averaged(snapshots, like, x):
+    """A copy of `like` with the mean of `snapshots` (state dicts) as its weights, its BN
+    statistics recomputed in train mode over `x` (cumulative averages)."""
+    net = copy_net(like)
+    state = {}
+    for k, last in snapshots[-1].items():
+        state[k] = (sum(sd[k].double() for sd in snapshots) / len(snapshots)).to(last.dtype) \
+            if last.is_floating_point() else last
+    net.load_state_dict(state)
+    net.train()  # a frozen BN stays in eval mode and keeps its statistics
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        for i in range(0, x.shape[0], 256):
+            net(x[i:i + 256].contiguous(memory_format=torch.channels_last))
+    return net
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--subset", type=int, default=10000)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=1, help="Length of the slice (a cycle is 10 epochs).")
+    ap.add_argument("--average", type=int, default=1, help="Also score the mean of this many snapshots.")
+    ap.add_argument("--no-freeze", dest="freeze", action="store_false", help="Skip the frozen-BN variant.")
     args = ap.parse_args()
     torch.manual_seed(0)
     d = load_dataset("fashion-mnist", args.data_dir, subset=args.subset, seed=0, image_size=28)
@@ -81,14 +108,33 @@ def main():
     calib, other = d.train_x[:128], d.train_x[128:256]
 
     def after_slice(n, seed):
-        sgdr_train(n, d.train_x, d.train_y, args.epochs, cycle=cycle, seed=seed)
+        if args.average <= 1:
+            sgdr_train(n, d.train_x, d.train_y, args.epochs, cycle=cycle, seed=seed)
+            return evaluate(n, d.val_x, d.val_y)[0]
+        k, opt, snaps = args.average, None, []
+        for i in range(k):
+            piece = (cycle[0] + (cycle[1] - cycle[0]) * i / k, cycle[0] + (cycle[1] - cycle[0]) * (i + 1) / k)
+            opt = sgdr_train(n, d.train_x, d.train_y, args.epochs / k, cycle=piece, seed=seed * 1000 + i,
+                             opt_state=opt).opt_state
+            snaps.append({key: v.detach().clone() for key, v in n.state_dict().items()})
+        averages.append(evaluate(averaged(snaps, n, d.train_x[:4096]), d.val_x, d.val_y)[0])
         return evaluate(n, d.val_x, d.val_y)[0]
 
+    averages = []  # with --average: the averaged score of each after_slice call, in order
+
     parent_acc = after_slice(copy_net(net), 7)
+    parent_avg = averages[-1] if averages else None
     gaps = {"control (parent, other batch order)": []}
+
+    def note_average(key):
+        if averages:
+            gaps.setdefault(f"{key} [averaged]", []).append(averages[-1] - parent_avg)
+
     for s in range(args.seeds):
         gaps["control (parent, other batch order)"].append(after_slice(copy_net(net), 100 + s) - parent_acc)
-    print(f"parent after the slice: {parent_acc:.4f}; control gaps "
+        note_average("control (parent, other batch order)")
+    print(f"parent after the slice: {parent_acc:.4f}" + (f" (averaged {parent_avg:.4f})" if averages else "") +
+          "; control gaps "
           f"{[round(g, 4) for g in gaps['control (parent, other batch order)']]}", flush=True)
     for kinds in KINDS:
         name = "+".join(kinds)
@@ -98,10 +144,15 @@ def main():
             child, moves = random_morphisms(net, 1 if len(kinds) == 1 else 5, rng=s, calibrate=calib, kinds=kinds)
             ev, tr = max_diff(net, child, other, False), max_diff(net, child, other, True)
             plain = after_slice(copy_net(child), 7)
+            gaps[f"{name} child"].append(plain - parent_acc)
+            note_average(f"{name} child")
             frozen_child = copy_net(child)
             n_frozen = freeze_new_bns(net, frozen_child)
-            frozen = after_slice(frozen_child, 7) if n_frozen else plain
-            gaps[f"{name} child"].append(plain - parent_acc)
+            if n_frozen and args.freeze:
+                frozen = after_slice(frozen_child, 7)
+                note_average(f"{name} child-frozen")
+            else:
+                frozen = plain
             gaps[f"{name} child-frozen"].append(frozen - parent_acc)
             print(f"{name:32s} seed {s}: {', '.join(m.kind for m in moves)}; output diff at birth eval {ev:.1e} "
                   f"train {tr:.1e}; val acc after the slice: child {plain:.4f}, with its {n_frozen} new BNs "
