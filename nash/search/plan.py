@@ -26,7 +26,8 @@ and spends the time like this:
   left. With P parallel slots a rung of c candidates costs ceil(c / P) slices of wall-clock, so
   a cluster buys more steps, not an early finish.
 - Growth stops where the data say so: a network of more than `PARAMS_PER_IMAGE` parameters per
-  training image is not planned (the paper's one-day CIFAR-10 net had ~440), and where the
+  training image is not planned (the paper's one-day CIFAR-10 net had ~440), nor one past the
+  user's `--max-params` or `--max-macs` (no child over a limit is trained), and where the
   parent keeps winning (the schedule stops after `PARENT_WINS_TO_STOP` such steps in a row).
 - The plan is remade at each step boundary from the time left and the costs measured so far,
   so a winner that grew more or less than expected changes the steps still to come.
