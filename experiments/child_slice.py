@@ -108,60 +108,53 @@ def main():
     calib, other = d.train_x[:128], d.train_x[128:256]
 
     def after_slice(n, seed):
+        """(last iterate's val acc, the K-snapshot average's or None) after the slice."""
         if args.average <= 1:
             sgdr_train(n, d.train_x, d.train_y, args.epochs, cycle=cycle, seed=seed)
-            return evaluate(n, d.val_x, d.val_y)[0]
+            return evaluate(n, d.val_x, d.val_y)[0], None
         k, opt, snaps = args.average, None, []
         for i in range(k):
             piece = (cycle[0] + (cycle[1] - cycle[0]) * i / k, cycle[0] + (cycle[1] - cycle[0]) * (i + 1) / k)
             opt = sgdr_train(n, d.train_x, d.train_y, args.epochs / k, cycle=piece, seed=seed * 1000 + i,
                              opt_state=opt).opt_state
             snaps.append({key: v.detach().clone() for key, v in n.state_dict().items()})
-        averages.append(evaluate(averaged(snaps, n, d.train_x[:4096]), d.val_x, d.val_y)[0])
-        return evaluate(n, d.val_x, d.val_y)[0]
+        avg = evaluate(averaged(snaps, n, d.train_x[:4096]), d.val_x, d.val_y)[0]
+        return evaluate(n, d.val_x, d.val_y)[0], avg
 
-    averages = []  # with --average: the averaged score of each after_slice call, in order
+    parent = after_slice(copy_net(net), 7)
+    gaps = {}
 
-    parent_acc = after_slice(copy_net(net), 7)
-    parent_avg = averages[-1] if averages else None
-    gaps = {"control (parent, other batch order)": []}
+    def record(key, got):
+        gaps.setdefault(key, []).append(got[0] - parent[0])
+        if got[1] is not None:
+            gaps.setdefault(f"{key} [averaged]", []).append(got[1] - parent[1])
+        return got[0]
 
-    def note_average(key):
-        if averages:
-            gaps.setdefault(f"{key} [averaged]", []).append(averages[-1] - parent_avg)
-
+    control = "control (parent, other batch order)"
     for s in range(args.seeds):
-        gaps["control (parent, other batch order)"].append(after_slice(copy_net(net), 100 + s) - parent_acc)
-        note_average("control (parent, other batch order)")
-    print(f"parent after the slice: {parent_acc:.4f}" + (f" (averaged {parent_avg:.4f})" if averages else "") +
-          "; control gaps "
-          f"{[round(g, 4) for g in gaps['control (parent, other batch order)']]}", flush=True)
+        record(control, after_slice(copy_net(net), 100 + s))
+    print(f"parent after the slice: {parent[0]:.4f}" + (f" (averaged {parent[1]:.4f})" if parent[1] else "") +
+          f"; control gaps {[round(g, 4) for g in gaps[control]]}", flush=True)
     for kinds in KINDS:
         name = "+".join(kinds)
-        for variant in ("child", "child-frozen"):
-            gaps.setdefault(f"{name} {variant}", [])
         for s in range(args.seeds):
             child, moves = random_morphisms(net, 1 if len(kinds) == 1 else 5, rng=s, calibrate=calib, kinds=kinds)
             ev, tr = max_diff(net, child, other, False), max_diff(net, child, other, True)
-            plain = after_slice(copy_net(child), 7)
-            gaps[f"{name} child"].append(plain - parent_acc)
-            note_average(f"{name} child")
+            plain = record(f"{name} child", after_slice(copy_net(child), 7))
             frozen_child = copy_net(child)
             n_frozen = freeze_new_bns(net, frozen_child)
+            frozen = ""
             if n_frozen and args.freeze:
-                frozen = after_slice(frozen_child, 7)
-                note_average(f"{name} child-frozen")
-            else:
-                frozen = plain
-            gaps[f"{name} child-frozen"].append(frozen - parent_acc)
+                frozen = f", with its {n_frozen} new BNs frozen " \
+                         f"{record(f'{name} child-frozen', after_slice(frozen_child, 7)):.4f}"
             print(f"{name:32s} seed {s}: {', '.join(m.kind for m in moves)}; output diff at birth eval {ev:.1e} "
-                  f"train {tr:.1e}; val acc after the slice: child {plain:.4f}, with its {n_frozen} new BNs "
-                  f"frozen {frozen:.4f} (parent {parent_acc:.4f})", flush=True)
+                  f"train {tr:.1e}; val acc after the slice: child {plain:.4f}{frozen} (parent {parent[0]:.4f})",
+                  flush=True)
     summary = {k: {"mean": round(statistics.mean(v), 4), "std": round(statistics.pstdev(v), 4), "n": len(v)}
                for k, v in gaps.items()}
     for k, v in summary.items():
         print(f"{k:45s} child - parent: {v['mean']:+.4f} +- {v['std']:.4f} ({v['n']})")
-    print(json.dumps({"epochs": args.epochs, "parent_acc": parent_acc, "gaps": summary}))
+    print(json.dumps({"epochs": args.epochs, "parent_acc": parent[0], "gaps": summary}))
 
 
 if __name__ == "__main__":
