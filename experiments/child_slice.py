@@ -38,6 +38,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from morphisms import random_morphisms, start_net  # noqa: E402
+from nash.averaging import BN_IMAGES, recompute_bn  # noqa: E402
 from nash.data import load_dataset  # noqa: E402
 from nash.search.kit import net_from_state, net_state  # noqa: E402
 from nash.train import evaluate, sgdr_train  # noqa: E402
@@ -71,21 +72,12 @@ def freeze_new_bns(parent, child) -> int:
 
 def averaged(snapshots, like, x):
     """A copy of `like` with the mean of `snapshots` (state dicts) as its weights, its BN
-    statistics recomputed in train mode over `x` (cumulative averages)."""
+    statistics recomputed over `x` (nash.averaging.recompute_bn; frozen BNs keep theirs)."""
     net = copy_net(like)
-    state = {}
-    for k, last in snapshots[-1].items():
-        state[k] = (sum(sd[k].double() for sd in snapshots) / len(snapshots)).to(last.dtype) \
-            if last.is_floating_point() else last
+    state = {k: (sum(sd[k].double() for sd in snapshots) / len(snapshots)).to(last.dtype)
+             if last.is_floating_point() else last for k, last in snapshots[-1].items()}
     net.load_state_dict(state)
-    net.train()  # a frozen BN stays in eval mode and keeps its statistics
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
-            m.reset_running_stats()
-            m.momentum = None
-    with torch.no_grad():
-        for i in range(0, x.shape[0], 256):
-            net(x[i:i + 256].contiguous(memory_format=torch.channels_last))
+    recompute_bn(net, x)
     return net
 
 
@@ -118,7 +110,7 @@ def main():
             opt = sgdr_train(n, d.train_x, d.train_y, args.epochs / k, cycle=piece, seed=seed * 1000 + i,
                              opt_state=opt).opt_state
             snaps.append({key: v.detach().clone() for key, v in n.state_dict().items()})
-        avg = evaluate(averaged(snaps, n, d.train_x[:4096]), d.val_x, d.val_y)[0]
+        avg = evaluate(averaged(snaps, n, d.train_x[:BN_IMAGES]), d.val_x, d.val_y)[0]
         return evaluate(n, d.val_x, d.val_y)[0], avg
 
     parent = after_slice(copy_net(net), 7)

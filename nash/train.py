@@ -73,7 +73,7 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, 
                aug=None, mixup_alpha: float = 0.0, grad_clip: float | None = None, aux_weight: float = 0.0,
                drop_path: float = 0.0, seed: int = 0, on_epoch=None, deadline: float | None = None,
                decay_all: bool = False, cycle: tuple[float, float] = (0.0, 1.0),
-               opt_state: dict | None = None) -> TrainResult:
+               opt_state: dict | None = None, on_step=None) -> TrainResult:
     """Train `net` in place for `epochs` epochs of one cosine cycle; return what happened.
 
     epochs may be fractional (a budget's last epoch): the cycle is then round(epochs * steps per
@@ -91,6 +91,7 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, 
     aux_weight: weight of the auxiliary heads' loss, when the net has any.
     decay_all: weight decay on every parameter, BN and biases too (the DARTS reference's choice).
     on_epoch(epoch, result_so_far): progress callback.
+    on_step(step, total): called after each optimizer step (1..total), e.g. to average weights.
     deadline: a time.time() after which training stops, at the next optimizer step (`epochs`
     then counts the part of the last epoch trained).
     A non-finite loss stops training at the end of its epoch and is reported in `failed`, never
@@ -164,6 +165,8 @@ def sgdr_train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, 
                 scaler.step(opt)
                 scaler.update()
             step += 1
+            if on_step is not None:
+                on_step(step, total)
             images += xb.shape[0]
             # accumulate on the device: no host sync per step (but the fp16 fallback's scaler)
             loss_sum += loss.detach() * xb.shape[0]

@@ -58,6 +58,9 @@ class ClimbConfig(CostLimitsConfig):
                                                                "candidates that lose."})
     max_growth: float | None = field(default=2.0, metadata={"help": "budget schedule: a child may cost at most this "
                                                                     "many times its parent per epoch (MACs)."})
+    score_snapshots: int = field(default=5, metadata={"help": (
+        "budget schedule: a step ranks its candidates on the mean of this many snapshots of their weights "
+        "across the slice, BatchNorm statistics recomputed (SWA); 1: on the last iterate.")})
 
     SELECTS_ON_VALIDATION = True
 
@@ -65,7 +68,7 @@ class ClimbConfig(CostLimitsConfig):
         super().validate()
         if self.schedule not in SCHEDULES:
             raise OptionError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
-        for name in ("n_neigh", "n_nm"):
+        for name in ("n_neigh", "n_nm", "score_snapshots"):
             if getattr(self, name) < 1:
                 raise OptionError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("epoch_neigh", "epoch_final", "pretrain_epochs"):
@@ -255,7 +258,8 @@ class HillClimber:
             alive = alive[:count]
             cycle = self.schedule.rung_cycle(state, epochs, rate)
             jobs = [TrainJob(j, candidates[j].net, epochs, cycle, child_seed(cfg.seed, step, j) + 7 + 101 * r,
-                             deadline=self.budget.deadline, required=(j == alive[0]), origin=candidates[j].origin)
+                             deadline=self.budget.deadline, required=(j == alive[0]), origin=candidates[j].origin,
+                             average=self.schedule.score_snapshots())
                     for j in alive]
 
             def done(out):
@@ -272,7 +276,8 @@ class HillClimber:
                                cycle=[round(cycle[0], 6), round(cycle[1], 6)],
                                morphisms=[m.to_json() for m in cand.moves], **cand.costs,
                                train_acc=out.train_acc, train_loss=out.train_loss, epochs=out.epochs,
-                               seconds=out.seconds, failed=out.failed, val_acc=out.val_acc, val_loss=out.val_loss)
+                               seconds=out.seconds, failed=out.failed, val_acc=out.val_acc, val_loss=out.val_loss,
+                               averaged=out.extra.get("averaged", 1))
                 if out.failed:
                     self.rep.log(f"step {step} candidate {out.key}: {out.failed}; left out")
             ranked = sorted((o for o in outcomes if o.ok), key=rank_key)

@@ -23,6 +23,7 @@ import torch
 
 from morphisms import Network, random_morphisms
 
+from ..averaging import BN_IMAGES, SnapshotAverage
 from ..data import Augment, DataSplits
 from ..train import evaluate, sgdr_train
 
@@ -51,6 +52,9 @@ class TrainJob:
     # to start from (None: fresh), and whether to hand the state back (outcome.extra["opt_state"])
     opt_state: dict | None = None
     carry_momentum: bool = False
+    # scored on the mean of this many weight snapshots across the slice (averaging.py); 1: the
+    # last iterate. The network handed back is the last iterate either way.
+    average: int = 1
 
 
 class RebuildMismatch(RuntimeError):
@@ -112,20 +116,25 @@ class TrainOutcome:
 
 
 def train_candidate(job: TrainJob, shared: tuple[DataSplits, TrainSettings], on_epoch=None) -> TrainOutcome:
-    """Train one candidate for its slice and score it on the validation split.
+    """Train one candidate for its slice and score it on the validation split (with
+    `job.average` > 1: the mean of that many snapshots of its weights across the slice).
     on_epoch(epoch, result so far): progress, where the caller is in this process."""
     data, s = shared
     if job.deadline is not None and not job.required and time.time() > job.deadline:
         return TrainOutcome(job.key, job.net, failed="skipped: the budget ran out before it started")
+    snapshots = SnapshotAverage(job.net, job.average)
     res = sgdr_train(job.net, data.train_x, data.train_y, job.epochs, s.lr_start, s.lr_end,
                      batch_size=s.batch_size, aug=s.augment, mixup_alpha=s.mixup, seed=job.seed,
                      cycle=job.cycle, deadline=None if job.required else job.deadline, on_epoch=on_epoch,
-                     opt_state=job.opt_state)
+                     opt_state=job.opt_state, on_step=snapshots if job.average > 1 else None)
     out = TrainOutcome(job.key, job.net, res.epochs, res.seconds, res.train_loss, res.train_acc, failed=res.failed)
     if job.carry_momentum:
         out.extra["opt_state"] = res.opt_state
     if res.failed is None and res.epochs < job.epochs:
         out.failed = f"cut off by the budget after {res.epochs} of {job.epochs} epochs"
     if out.failed is None:
-        out.val_acc, out.val_loss = evaluate(job.net, data.val_x, data.val_y)
+        scored = snapshots.network(data.train_x[:BN_IMAGES])
+        out.val_acc, out.val_loss = evaluate(scored, data.val_x, data.val_y)
+        if scored is not job.net:
+            out.extra["averaged"] = snapshots.count
     return out

@@ -35,6 +35,9 @@ class PaperSchedule:
     def max_macs(self, parent) -> int | None:
         return self.c.limits.max_macs  # the paper's children grow freely, up to the user's limit
 
+    def score_snapshots(self) -> int:
+        return 1  # Algorithm 1: a candidate's full cycle ends at lr_end, its last iterate is its score
+
     def pretrain(self, net, state: dict) -> int:
         c, cfg = self.c, self.c.cfg
         # on a budget, pretraining may take at most its share of it
@@ -115,6 +118,10 @@ class BudgetSchedule:
         # The user's --max-macs caps it too, the tighter of the two winning.
         g = self.c.cfg.max_growth
         return self.c.limits.macs_cap(int(g * parent.macs()) if g else None)
+
+    def score_snapshots(self) -> int:
+        # a slice ends mid-cycle, at a high learning rate: its last iterate is noise (averaging.py)
+        return self.c.cfg.score_snapshots
 
     # ---------------------------------------------------------------- the plan
 
