@@ -147,7 +147,7 @@ def make_plan(time_left: float, epoch_seconds: float, macs: int, params: int, u:
     if grow:
         for k in range(limit, 0, -1):
             if (k > 1 or not first_step) and over(k):
-                continue  # the data or a limit cannot carry the network (a run's first step is always allowed)
+                continue  # the data or a limit cannot carry the network (a run's first step is allowed past the cap)
             for n in range(n_neigh, lo - 1, -1):
                 p = attempt(k, n, strict=True)
                 if p:
