@@ -213,6 +213,7 @@ def _print_plan(kw: dict, resume, started: float, executor) -> None:
     import json
     from .search import Budget, ClimbConfig, load_data
     from .search.climb import preview_plan
+    from .search.plan import no_step_note
     from .search.start import resolve_start
     if resume:
         raise OptionError("--plan shows what a new climb would plan; it does not take --resume")
@@ -232,7 +233,7 @@ def _print_plan(kw: dict, resume, started: float, executor) -> None:
         click.echo(f"{p['steps']} steps at {places} of the lineage's learning-rate cycle, {p['candidates']} candidates "
                    f"each, rungs {rungs}")
     else:
-        click.echo("no step fits: the start net trains for the whole budget")
+        click.echo(no_step_note(cfg.search_share))
     click.echo(f"lineage: {p['lineage_epochs']:.1f} epochs ({p['phase_epochs']:.1f} between steps); candidates that "
                f"lose: ~{p['lost_seconds']:.0f}s; predicted final network: {p['predicted_final_params']:,} params, "
                f"{p['predicted_final_macs']:,} MACs (re-planned at every step from what was measured)")

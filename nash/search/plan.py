@@ -52,6 +52,13 @@ PARENT_WINS_TO_STOP = 2  # steps in a row that kept the parent: the network has 
 MAX_STEPS = 32
 
 
+def no_step_note(search_share: float) -> str:
+    """What a budget without a planned step means, for the climb's log and `nash climb --plan`."""
+    return (f"no step fits this budget (a step needs {MIN_PHASE_ITERS} optimizer steps of training before and "
+            f"after it, losers within {search_share:.0%} of the time, room under the cost limits); the start net "
+            f"trains for the whole budget (--steps 1 forces a step)")
+
+
 def halving_rungs(n: int, first: int) -> list[tuple[int, int]]:
     """[(candidates, epochs)] of successive halving: n candidates train `first` epochs, the
     better half (rounded up) `first` more, then 2x, 4x ... until one is left."""

@@ -253,10 +253,7 @@ class BudgetSchedule:
         state["timings"].append([net.macs(), seconds])
         self.replan(net, state)
         if c.budget.limited and not state["plan"]["positions"] and cfg.steps is None:
-            # say why a search made no step (a step needs phases of MIN_PHASE_ITERS to pay off)
-            c.rep.log(f"plan: no step fits this budget (a step needs {plan.MIN_PHASE_ITERS} optimizer steps of "
-                      f"training before and after it, losers within {cfg.search_share:.0%} of the time, room under "
-                      f"the cost limits); the start net trains for the whole budget (--steps 1 forces a step)")
+            c.rep.log(f"plan: {plan.no_step_note(cfg.search_share)}")  # why a search made no step
         first = state["plan"]["positions"][0] if state["plan"]["positions"] else 1.0
         net, more = self.train_lineage(net, state, first, "pretrain", log=False, adopt=True)
         return len(outs) + more
