@@ -10,7 +10,7 @@ from .graph import add_layer, infer_shapes, inputs_of, new_graph, validate
 from .head import new_head, reinitialized
 from .insert_bn import insert_bn
 from .layers import LAYERS, LayerKind, register_layer
-from .moves import MORPHISMS, Move, moves, random_morphisms
+from .moves import CAPACITY, MORPHISMS, Move, capacity_moves, moves, random_morphisms
 from .network import Network
 from .skip import add_skip
 from .start import start_net
@@ -18,8 +18,8 @@ from .to_source import to_source, write_source
 from .widen import widen
 
 __all__ = [
-    "GraphError", "LAYERS", "LayerKind", "MORPHISMS", "Move", "MorphismError", "MorphismsError", "Network", "add_layer", "add_skip",
-    "deepen", "from_module", "infer_shapes", "inputs_of", "insert_bn", "moves", "new_graph", "new_head", "random_morphisms", "register_layer", "reinitialized",
+    "CAPACITY", "GraphError", "LAYERS", "LayerKind", "MORPHISMS", "Move", "MorphismError", "MorphismsError", "Network", "add_layer", "add_skip",
+    "capacity_moves", "deepen", "from_module", "infer_shapes", "inputs_of", "insert_bn", "moves", "new_graph", "new_head", "random_morphisms", "register_layer", "reinitialized",
     "start_net", "to_source", "validate", "widen", "write_source",
 ]
 

@@ -98,8 +98,25 @@ def _divides(s, d) -> bool:
     return s[1] % d[1] == 0 and s[2] % d[2] == 0 and s[1] // d[1] == s[2] // d[2]
 
 
+CAPACITY = ("deepen", "widen")  # the morphisms that add capacity; skips and BN re-route or rescale it
+
+
+def capacity_moves(net: Network, max_macs=None, max_params=None) -> list[tuple[Move, int, int]]:
+    """[(move, parameters added, MACs added)] for the deepen and widen moves of `net` whose child
+    stays within `max_macs` and `max_params`, in `moves`' fixed order. A step's children can each
+    start from a different one of them (`random_morphisms(first=...)`), so that a step compares
+    where capacity is added rather than drawing the same deepen several times over."""
+    out = []
+    params, macs = net.num_params(), net.macs()
+    for m in moves(net, CAPACITY):
+        child = m.apply(net)  # no calibration: only the counts are read
+        if (max_macs is None or child.macs() <= max_macs) and (max_params is None or child.num_params() <= max_params):
+            out.append((m, child.num_params() - params, child.macs() - macs))
+    return out
+
+
 def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MORPHISMS), max_macs=None,
-                     max_params=None):
+                     max_params=None, first: Move | None = None):
     """Apply `n` random applicable morphisms; return (child, [Move, ...]) in the order applied.
 
     Each step picks a morphism kind uniformly among those applicable, then one of its moves
@@ -112,13 +129,23 @@ def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MO
     drawn again from the other moves (a search on a budget caps how much a child may grow);
     fewer than `n` moves are applied when no move fits. `max_params`: the same for parameters.
     A cap that no move reaches changes nothing: the draws are those made without it. (Both
-    counts only grow under these morphisms, so a cap on every move is a cap on the child.)"""
+    counts only grow under these morphisms, so a cap on every move is a cap on the child.)
+
+    `first`: a move applied before the random ones (its weight seed the generator's first draw),
+    which then number n - 1; one that does not apply, or breaks a cap, is an error."""
     unknown = [k for k in kinds if k not in MORPHISMS]
     if unknown:
         raise MorphismError(f"unknown morphism(s) {unknown} (known: {', '.join(MORPHISMS)})")
     rng = rng if isinstance(rng, random.Random) else random.Random(rng)
     applied = []
-    for _ in range(n):
+    if first is not None and n > 0:
+        if first not in moves(net, (first.kind,)):
+            raise MorphismError(f"{first} does not apply to this network")
+        net = first.apply(net, calibrate=calibrate, seed=rng.getrandbits(63))
+        if (max_macs is not None and net.macs() > max_macs) or (max_params is not None and net.num_params() > max_params):
+            raise MorphismError(f"{first} makes a child over the cost cap")
+        applied.append(first)
+    for _ in range(n - len(applied)):
         options = moves(net, kinds)
         child = None
         while options and child is None:

@@ -234,7 +234,9 @@ def _print_plan(kw: dict, resume, started: float, executor) -> None:
                    f"each, rungs {rungs}")
     else:
         click.echo(no_step_note(cfg.search_share))
-    click.echo(f"lineage: {p['lineage_epochs']:.1f} epochs ({p['phase_epochs']:.1f} between steps); candidates that "
+    phases = (f"{p['phase_epochs']:.1f} before each step, {p['final_phase_epochs']:.1f} after the last"
+              if p["steps"] else "no step")
+    click.echo(f"lineage: {p['lineage_epochs']:.1f} epochs ({phases}); candidates that "
                f"lose: ~{p['lost_seconds']:.0f}s; predicted final network: {p['predicted_final_params']:,} params, "
                f"{p['predicted_final_macs']:,} MACs (re-planned at every step from what was measured)")
     limits = [f"--{name.replace('_', '-')} {getattr(cfg, name):,}" for name in ("max_params", "max_macs")

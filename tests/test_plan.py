@@ -26,10 +26,30 @@ def test_the_papers_budget_at_the_papers_speed_plans_at_least_its_five_steps():
     assert p.predicted_final_params > 5 * START_PARAMS  # an order of magnitude, as the paper's 5.7M
     # its arithmetic: every phase at least MIN_PHASE_ITERS steps, the losers within the search share
     assert p.phase_epochs * CIFAR["iters_per_epoch"] >= plan.MIN_PHASE_ITERS
+    assert p.final_phase_epochs >= p.phase_epochs
     assert p.lost_seconds <= 0.2 * 12 * 3600
-    lineage = p.phase_epochs * 60.0 * sum(plan.GROWTH ** j for j in range(p.steps + 1))
-    assert lineage + p.lost_seconds == pytest.approx(12 * 3600, rel=1e-9)  # the plan spends its budget
+    seconds = 60.0 * (p.phase_epochs * sum(plan.GROWTH ** j for j in range(p.steps))
+                      + p.final_phase_epochs * plan.GROWTH ** p.steps)
+    assert seconds + p.lost_seconds == pytest.approx(12 * 3600, rel=1e-9)  # the plan spends its budget
+    assert p.lineage_epochs == pytest.approx(p.steps * p.phase_epochs + p.final_phase_epochs)
     assert len(p.positions) == p.steps and all(0 < a < b < 1 for a, b in zip(p.positions, p.positions[1:]))
+
+
+def test_steps_come_early_and_the_final_network_trains_longest():
+    # grow early: each step one minimal phase after the one before, the final network the rest;
+    # more time lengthens the last phase, it does not push the first step later
+    fmnist = dict(iters_per_epoch=141, train_images=18_000)
+    plans = [make_plan(m * 60, 22.0, 30_000_000, 372_682, 0.0, n_neigh=8, search_share=0.2, **fmnist)
+             for m in (20, 32, 64)]
+    for p in plans:
+        assert p.steps >= 1 and p.phase_epochs * 141 >= plan.MIN_PHASE_ITERS - 1e-6
+        assert p.phase_epochs * 141 < plan.MIN_PHASE_ITERS + 2 * 141  # the minimum, give or take the rungs
+        assert p.positions[0] == pytest.approx(p.phase_epochs / p.lineage_epochs)
+        assert p.final_phase_epochs >= p.phase_epochs
+    assert plans[0].phase_epochs == plans[-1].phase_epochs
+    # from a later point of the cycle the steps sit in what is left of it
+    later = make_plan(64 * 60, 22.0, 30_000_000, 372_682, 0.4, n_neigh=8, search_share=0.2, **fmnist)
+    assert later.positions[0] == pytest.approx(0.4 + 0.6 * later.phase_epochs / later.lineage_epochs)
 
 
 @pytest.mark.parametrize("epoch_seconds,data", [(60.0, CIFAR), (10.0, dict(iters_per_epoch=156, train_images=20_000)),
@@ -121,7 +141,7 @@ def test_a_step_whose_growth_cannot_pay_is_not_planned():
     assert short.steps == 0 and short.lineage_epochs == pytest.approx(8 * 60 / 22.0)
     longer = make_plan(20 * 60, 22.0, 30_000_000, 372_682, 0.0, n_neigh=8, search_share=0.2, **fmnist)
     assert longer.steps == 1 and longer.candidates >= plan.MIN_CANDIDATES
-    assert longer.phase_epochs * 141 >= plan.MIN_PHASE_ITERS
+    assert longer.phase_epochs * 141 >= plan.MIN_PHASE_ITERS - 1e-6 and longer.final_phase_epochs >= longer.phase_epochs
     # the user's --steps still makes its steps, however short their phases
     forced = make_plan(8 * 60, 22.0, 30_000_000, 372_682, 0.0, n_neigh=8, search_share=0.2, exact_steps=1, **fmnist)
     assert forced.steps == 1 and forced.phase_epochs * 141 < plan.MIN_PHASE_ITERS
@@ -150,3 +170,18 @@ def test_plan_flag_times_the_start_net_prints_the_plan_and_writes_nothing(tmp_pa
     p = subprocess.run([sys.executable, "-m", "nash", "climb", "--plan", "--data", "digits"], capture_output=True,
                        text=True, timeout=120, cwd=tmp_path)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "--budget" in p.stderr
+
+
+def test_the_plan_learns_the_growth_of_the_winners():
+    # before any step the plan counts on plan.GROWTH; after steps, on the winners' measured
+    # growth (with the prior worth one step), never past the child cap; kept parents do not count
+    from types import SimpleNamespace
+
+    from nash.search.schedules import BudgetSchedule
+    sched = BudgetSchedule(SimpleNamespace(cfg=SimpleNamespace(max_growth=2.0)))
+    assert sched.expected_growth({"history": []}) == pytest.approx(plan.GROWTH)
+    grown = {"history": [{"growth": 1.98}, {"growth": 1.0}]}
+    assert sched.expected_growth(grown) == pytest.approx(math.sqrt(plan.GROWTH * 1.98))
+    assert sched.expected_growth({"history": [{"growth": 7.0}] * 5}) == 2.0
+    tight = BudgetSchedule(SimpleNamespace(cfg=SimpleNamespace(max_growth=1.2)))
+    assert tight.expected_growth({"history": []}) == 1.2

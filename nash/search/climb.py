@@ -58,6 +58,10 @@ class ClimbConfig(CostLimitsConfig):
                                                                "candidates that lose."})
     max_growth: float | None = field(default=2.0, metadata={"help": "budget schedule: a child may cost at most this "
                                                                     "many times its parent per epoch (MACs)."})
+    capacity_first: bool = field(default=True, metadata={"help": (
+        "budget schedule: each child of a step starts from a different capacity move (a deepen or widen that fits "
+        "the growth cap, in a seeded order), then n_nm - 1 random morphisms; off: n_nm random morphisms (the paper's "
+        "children, which the paper schedule always makes).")})
     score_snapshots: int = field(default=5, metadata={"help": (
         "budget schedule: a step ranks its candidates on the mean of this many snapshots of their weights "
         "across the slice, BatchNorm statistics recomputed (SWA); 1: on the last iterate.")})
@@ -178,6 +182,7 @@ class HillClimber:
             state["best"] = net_state(best)
             state["search_seconds"] = run.elapsed()  # until the last step's end
             state["history"].append({"step": step, "val_acc": winner.val_acc, "params": best.num_params(),
+                                     "macs": best.macs(), "growth": best.macs() / max(candidates[0].net.macs(), 1),
                                      "morphisms": [m.to_json() for m in candidates[winner.key].moves]})
             state.setdefault("kept", []).append(winner.key == 0)
             sched.after_step(state, best)
@@ -209,7 +214,8 @@ class HillClimber:
 
     def _candidates(self, parent: Network, step: int, state: dict) -> list[Candidate]:
         """The parent (index 0) and the children of n_NM random morphisms each (n_neigh - 1, or
-        as many as the plan has room for), calibrated on one training batch. Each child is a
+        as many as the plan has room for), calibrated on one training batch; under the budget
+        schedule each child's first morphism is its own capacity move (schedule.first_moves). Each child is a
         pure function of (parent, seed); under the cost limits it is drawn within the counts,
         and one over the latency limit is drawn again from another seed (`retry_seed`), at most
         LATENCY_TRIES times, then left out (an `over_limit` event records each such draw)."""
@@ -223,16 +229,19 @@ class HillClimber:
                                 costs=self.costs(parent, state))]
         tries = LATENCY_TRIES if limits.max_latency_ms is not None else 1
         dropped = []
+        firsts = self.schedule.first_moves(parent, step, max_macs, max_params)
         for j in range(1, max(count, 2)):
             for attempt in range(tries):
                 seed = retry_seed(child_seed(cfg.seed, step, j), attempt)
+                # a redraw for latency is a plain random draw: the capacity move may be what is slow
+                first = firsts[(j - 1) % len(firsts)] if firsts and attempt == 0 else None
                 child, applied = random_morphisms(parent, cfg.n_nm, rng=seed, calibrate=calib, max_macs=max_macs,
-                                                  max_params=max_params)
+                                                  max_params=max_params, first=first)
                 costs = self.costs(child, state)
                 if not limits.over(costs):
                     # the origin lets a remote executor ship the parent once and rebuild the child there
                     candidates.append(Candidate(child, applied, costs=costs, origin=ChildOrigin(
-                        parent, cfg.n_nm, seed, calib, applied, max_macs, max_params)))
+                        parent, cfg.n_nm, seed, calib, applied, max_macs, max_params, first)))
                     break
                 dropped.append(dict(step=step, child=j, attempt=attempt, morphisms=[m.to_json() for m in applied],
                                     **costs))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from morphisms import Network, random_morphisms
+from morphisms import Move, Network, random_morphisms
 
 from ..averaging import BN_IMAGES, SnapshotAverage
 from ..data import Augment, DataSplits
@@ -64,8 +64,8 @@ class RebuildMismatch(RuntimeError):
 @dataclass
 class ChildOrigin:
     """A fresh candidate as a pure function of its parent: `random_morphisms(parent, n,
-    rng=seed, calibrate=calibrate, max_macs=max_macs, max_params=max_params)` (n = 0: a copy
-    of the parent). `moves` are the morphisms that call drew where the candidate was made
+    rng=seed, calibrate=calibrate, max_macs=max_macs, max_params=max_params, first=first)`
+    (n = 0: a copy of the parent). `moves` are the morphisms that call drew where the candidate was made
     (before any executor saw it): a rebuild must draw the same."""
     parent: Network
     n: int
@@ -74,12 +74,13 @@ class ChildOrigin:
     moves: list
     max_macs: int | None = None
     max_params: int | None = None
+    first: Move | None = None
 
     def build(self) -> Network:
         if self.n == 0:
             return copy.deepcopy(self.parent)
         child, applied = random_morphisms(self.parent, self.n, rng=self.seed, calibrate=self.calibrate,
-                                          max_macs=self.max_macs, max_params=self.max_params)
+                                          max_macs=self.max_macs, max_params=self.max_params, first=self.first)
         if list(applied) != list(self.moves):
             raise RebuildMismatch(f"rebuilding a child drew {[str(m) for m in applied]}, not "
                                f"{[str(m) for m in self.moves]}")

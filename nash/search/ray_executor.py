@@ -123,7 +123,7 @@ def run_job(job: TrainJob, net, rebuild: dict | None, data_box: list, settings, 
         torch.set_num_threads(opts["build_threads"])  # as many as where it was made: same rounding
         try:
             net = ChildOrigin(parent, rebuild["n"], rebuild["seed"], calib, rebuild["moves"], rebuild["max_macs"],
-                              rebuild.get("max_params")).build()
+                              rebuild.get("max_params"), rebuild.get("first")).build()
         except RebuildMismatch:  # it drew other moves; any other error (out of memory) is the task's own
             net = None
         finally:
@@ -369,7 +369,7 @@ class RayExecutor:
                 return remote.remote(light, _cpu_net(job.net), None, data_box, settings, opts)
             self.stats["rebuilt"] += 1
             rebuild = {"parent": put_once(o.parent, _cpu_net), "n": o.n, "seed": o.seed, "moves": list(o.moves),
-                       "max_macs": o.max_macs, "max_params": o.max_params,
+                       "max_macs": o.max_macs, "max_params": o.max_params, "first": o.first,
                        "calibrate": None if o.calibrate is None else
                        put_once(o.calibrate, lambda t: t.detach().cpu().clone()),  # the slice, not its storage
                        "on": _net_device(o.parent).type, "fingerprint": net_fingerprint(_cpu_net(job.net))}

@@ -15,7 +15,11 @@ candidates, training them through the executor, keeping the best, checkpoints an
 from __future__ import annotations
 
 import copy
+import math
+import random
 import statistics
+
+from morphisms import capacity_moves
 
 from ..errors import NashError
 from . import plan
@@ -34,6 +38,9 @@ class PaperSchedule:
 
     def max_macs(self, parent) -> int | None:
         return self.c.limits.max_macs  # the paper's children grow freely, up to the user's limit
+
+    def first_moves(self, parent, step: int, max_macs, max_params):
+        return None  # Algorithm 1's children: n_NM random morphisms each
 
     def score_snapshots(self) -> int:
         return 1  # Algorithm 1: a candidate's full cycle ends at lr_end, its last iterate is its score
@@ -119,6 +126,23 @@ class BudgetSchedule:
         g = self.c.cfg.max_growth
         return self.c.limits.macs_cap(int(g * parent.macs()) if g else None)
 
+    def first_moves(self, parent, step: int, max_macs, max_params):
+        """The capacity moves (deepen, widen) that fit the caps, in a seeded order: child j starts
+        from the j-th (cycling), then n_NM - 1 random morphisms. With the uniform draw alone, one
+        deepen fills a 2x cap and the other moves are skips and BN inserts, so a step's children
+        were the same deepen several times over (stop 27's study); one capacity move each, drawn
+        without replacement, makes a step compare where capacity goes. The order is drawn with
+        weights proportional to the parameters a move adds per MAC it adds: a deepen at 28x28
+        costs as many MACs as one at 7x7 for a sixteenth of its weights, and the plan pays for
+        MACs (epoch time), so late layers come first more often."""
+        if not self.c.cfg.capacity_first:
+            return None
+        options = capacity_moves(parent, max_macs, max_params)
+        rng = random.Random(child_seed(self.c.cfg.seed, step, 0) ^ 0x5EED)
+        # weighted sampling without replacement (Efraimidis & Spirakis 2006): sort by u ** (1 / w)
+        key = {m: rng.random() ** (max(macs, 1) / max(params, 1)) for m, params, macs in options}
+        return sorted(key, key=key.get, reverse=True)
+
     def score_snapshots(self) -> int:
         # a slice ends mid-cycle, at a high learning rate: its last iterate is noise (averaging.py)
         return self.c.cfg.score_snapshots
@@ -148,10 +172,20 @@ class BudgetSchedule:
         return plan.make_plan(c.budget.left() - c.budget.reserve(per_epoch), per_epoch, net.macs(), net.num_params(),
                               state["u"], n_neigh=cfg.n_neigh, iters_per_epoch=c.iters_per_epoch,
                               train_images=len(c.data.train_y), search_share=cfg.search_share,
-                              growth=min(plan.GROWTH, cfg.max_growth or plan.GROWTH), parallel=c.parallelism,
+                              growth=self.expected_growth(state), parallel=c.parallelism,
                               exact_steps=exact_steps, grow=not self._parent_keeps_winning(state),
                               first_step=state["step"] == 0, max_params=c.limits.max_params,
                               max_macs=c.limits.max_macs)
+
+    def expected_growth(self, state: dict) -> float:
+        """MACs of a step's winner over its parent, for the steps still to come: the geometric
+        mean of plan.GROWTH (a prior worth one step) and the growth of every winning child so far,
+        within the child cap. Stop 27's first step on Fashion-MNIST grew 1.98x against the 1.5x
+        planned, and the plan made then counted on a second step that had no room."""
+        cap = self.c.cfg.max_growth or float("inf")
+        seen = [h["growth"] for h in state.get("history", ()) if h.get("growth", 1.0) > 1.0]
+        mean = math.exp(statistics.fmean(math.log(g) for g in [plan.GROWTH, *seen]))
+        return max(1.0, min(mean, cap))
 
     @staticmethod
     def _parent_keeps_winning(state: dict) -> bool:
