@@ -101,6 +101,10 @@ def _divides(s, d) -> bool:
 CAPACITY = ("deepen", "widen")  # the morphisms that add capacity; skips and BN re-route or rescale it
 
 
+def _within(net: Network, max_macs, max_params) -> bool:
+    return (max_macs is None or net.macs() <= max_macs) and (max_params is None or net.num_params() <= max_params)
+
+
 def capacity_moves(net: Network, max_macs=None, max_params=None) -> list[tuple[Move, int, int]]:
     """[(move, parameters added, MACs added)] for the deepen and widen moves of `net` whose child
     stays within `max_macs` and `max_params`, in `moves`' fixed order. A step's children can each
@@ -110,7 +114,7 @@ def capacity_moves(net: Network, max_macs=None, max_params=None) -> list[tuple[M
     params, macs = net.num_params(), net.macs()
     for m in moves(net, CAPACITY):
         child = m.apply(net)  # no calibration: only the counts are read
-        if (max_macs is None or child.macs() <= max_macs) and (max_params is None or child.num_params() <= max_params):
+        if _within(child, max_macs, max_params):
             out.append((m, child.num_params() - params, child.macs() - macs))
     return out
 
@@ -142,7 +146,7 @@ def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MO
         if first not in moves(net, (first.kind,)):
             raise MorphismError(f"{first} does not apply to this network")
         net = first.apply(net, calibrate=calibrate, seed=rng.getrandbits(63))
-        if (max_macs is not None and net.macs() > max_macs) or (max_params is not None and net.num_params() > max_params):
+        if not _within(net, max_macs, max_params):
             raise MorphismError(f"{first} makes a child over the cost cap")
         applied.append(first)
     for _ in range(n - len(applied)):
@@ -154,8 +158,7 @@ def random_morphisms(net: Network, n: int, rng=0, calibrate=None, kinds=tuple(MO
                 by_kind.setdefault(m.kind, []).append(m)
             move = rng.choice(by_kind[rng.choice(sorted(by_kind))])
             child = move.apply(net, calibrate=calibrate, seed=rng.getrandbits(63))
-            if (max_macs is not None and child.macs() > max_macs) or \
-                    (max_params is not None and child.num_params() > max_params):
+            if not _within(child, max_macs, max_params):
                 options.remove(move)
                 child = None
         if child is None:
