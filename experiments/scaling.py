@@ -3,7 +3,9 @@
 Runs `nash compare` once per budget (each in OUT/<budget>, resumable: run the same command
 again after a kill and finished runs are kept), then writes
 
-  OUT/scaling.md    method x budget: test accuracy mean +- std over seeds, parameters, steps
+  OUT/scaling.md    method x budget: test accuracy mean +- std over seeds, parameters, steps; each
+                    method's lead over none seed by seed (paired); every run with the machine's
+                    speed as it saw it (seconds per start-net epoch) and its code version
   OUT/scaling.json  the same numbers
   OUT/scaling.png   test accuracy against budget, one line per method, the seeds' range as a band
 
@@ -14,6 +16,7 @@ again after a kill and finished runs are kept), then writes
 Every budget runs --methods (default nash,none) with --seeds seeds; the largest budget runs
 --largest-methods (default nash,none,random,retrain) with --largest-seeds seeds. Run it on a
 quiet machine: every figure is wall-clock. Extra arguments after `--` go to `nash compare`.
+--report-only runs nothing and tabulates the runs finished so far (a study spread over sittings).
 The last line printed is one JSON object with the table's numbers.
 """
 from __future__ import annotations
@@ -28,9 +31,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nash.budget import parse_budget  # noqa: E402
+from nash.version import describe  # noqa: E402
 
 
-def run_budget(args, budget: str, methods: str, seeds: int, extra: list[str]) -> dict:
+def run_budget(args, budget: str, methods: str, seeds: int, extra: list[str]) -> None:
     out = Path(args.out) / budget
     cmd = [sys.executable, "-m", "nash", "compare", "--methods", methods, "--seeds", str(seeds), "--budget", budget,
            "--data", args.data, "--out", str(out), "--quiet", *extra]
@@ -40,23 +44,74 @@ def run_budget(args, budget: str, methods: str, seeds: int, extra: list[str]) ->
         cmd += ["--subset", str(args.subset)]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
-    return json.loads((out / "compare.json").read_text())
 
 
-def rows_of(budget: str, compare: dict) -> list[dict]:
+def events(path: Path) -> list[dict]:
+    f = path / "events.jsonl"
+    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
+
+
+def start_epoch_seconds(method: str, evs: list[dict]) -> float | None:
+    """Seconds per epoch of the start net as the run saw it: the machine's speed during the run
+    (a shared host drifts; two runs compared at one budget should have seen about the same).
+    A climb's is its timing epoch (the first plan event comes right after it, data loading
+    included); plain training's is its mean over the run (start net throughout)."""
+    if method == "nash":
+        plans = [e for e in evs if e["event"] == "plan" and "elapsed" in e]
+        return plans[0]["elapsed"] if plans else None
+    if method == "none":
+        ep = [e for e in evs if e["event"] == "epoch" and "elapsed" in e]
+        if len(ep) >= 2 and ep[-1]["epoch"] > ep[0]["epoch"]:
+            return (ep[-1]["elapsed"] - ep[0]["elapsed"]) / (ep[-1]["epoch"] - ep[0]["epoch"])
+    return None
+
+
+def read_runs(budget_dir: Path) -> list[dict]:
+    """Every finished run under one budget's comparison, read from its run directory (so a study
+    run over several sittings can be tabulated before its comparisons are complete)."""
+    runs = []
+    for path in sorted(budget_dir.glob("*-seed*")):
+        if not (path / "results.json").exists():
+            continue
+        method, seed = path.name.rsplit("-seed", 1)
+        res = json.loads((path / "results.json").read_text())
+        cfg = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
+        runs.append({"method": method, "seed": int(seed), "test_acc": res["final"]["test_acc"],
+                     "params": res["final"]["params"], "steps": res.get("steps"),
+                     "version": describe(cfg.get("version")), "epoch_seconds": start_epoch_seconds(method, events(path))})
+    return runs
+
+
+def rows_of(budget: str, runs: list[dict]) -> list[dict]:
     rows = []
-    for m in compare["setup"]["methods"]:
-        runs = [r for k, r in compare["runs"].items() if k.rsplit("-seed", 1)[0] == m]
-        accs = [r["final"]["test_acc"] for r in runs]
-        rows.append({"budget": budget, "seconds": parse_budget(budget), "method": m, "seeds": len(runs),
+    for m in dict.fromkeys(r["method"] for r in runs):
+        mine = [r for r in runs if r["method"] == m]
+        accs = [r["test_acc"] for r in mine]
+        rows.append({"budget": budget, "seconds": parse_budget(budget), "method": m, "seeds": len(mine),
                      "test_accs": accs, "test_acc": statistics.fmean(accs),
                      "test_std": statistics.stdev(accs) if len(accs) > 1 else None,
-                     "params": statistics.fmean(r["final"]["params"] for r in runs),
-                     "steps": statistics.fmean(r["steps"] for r in runs) if all("steps" in r for r in runs) else None})
+                     "params": statistics.fmean(r["params"] for r in mine),
+                     "steps": statistics.fmean(r["steps"] for r in mine) if all(r["steps"] is not None for r in mine)
+                     else None})
     return rows
 
 
-def to_markdown(rows: list[dict], budgets: list[str], args) -> str:
+def leads_of(budget: str, runs: list[dict], base: str = "none") -> list[dict]:
+    """Each method's lead over `base`, seed by seed (the same seed's data split and start net),
+    mean +- std over the seeds both have: paired, so the seeds' common part cancels."""
+    by = {(r["method"], r["seed"]): r["test_acc"] for r in runs}
+    out = []
+    for m in dict.fromkeys(r["method"] for r in runs):
+        if m == base:
+            continue
+        diffs = [by[(m, s)] - by[(base, s)] for (mm, s) in by if mm == m and (base, s) in by]
+        if diffs:
+            out.append({"budget": budget, "method": m, "seeds": len(diffs), "leads": diffs,
+                        "lead": statistics.fmean(diffs), "lead_std": statistics.stdev(diffs) if len(diffs) > 1 else None})
+    return out
+
+
+def to_markdown(rows: list[dict], leads: list[dict], runs: dict, budgets: list[str], args) -> str:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {(r["method"], r["budget"]): r for r in rows}
     head = f"data {args.data}" + (f" (subset {args.subset})" if args.subset else "") + "; test accuracy mean +- std " \
@@ -73,6 +128,29 @@ def to_markdown(rows: list[dict], budgets: list[str], args) -> str:
             steps = f", {r['steps']:.1f} steps" if r["steps"] is not None else ""
             cells.append(f"{r['test_acc']:.4f}{std} ({r['seeds']}); {r['params'] / 1e6:.2f}M{steps}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if leads:
+        lb = {(r["method"], r["budget"]): r for r in leads}
+        lines += ["", "Lead over none, seed by seed (same seed: same split and start net): mean +- std (seeds)", "",
+                  "| method | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]
+        for m in dict.fromkeys(r["method"] for r in leads):
+            cells = []
+            for b in budgets:
+                r = lb.get((m, b))
+                std = f" +- {r['lead_std']:.4f}" if r is not None and r["lead_std"] is not None else ""
+                cells.append("-" if r is None else f"{r['lead']:+.4f}{std} ({r['seeds']})")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Every run: test accuracy, parameters, steps; s/epoch = the start net's seconds per epoch as the "
+              "run saw it (nash: its timing epoch; none: its mean), the machine's speed at the time", "",
+              "| budget | run | test acc | params | steps | s/epoch | code |", "|---|---|---|---|---|---|---|"]
+    for b in budgets:
+        for r in sorted(runs.get(b, []), key=lambda r: (r["seed"], r["method"])):
+            sec = f"{r['epoch_seconds']:.1f}" if r["epoch_seconds"] is not None else "-"
+            steps = r["steps"] if r["steps"] is not None else "-"
+            lines.append(f"| {b} | {r['method']}-seed{r['seed']} | {r['test_acc']:.4f} | {r['params']:,} | {steps} | "
+                         f"{sec} | {r['version']} |")
+    versions = {r["version"] for rs in runs.values() for r in rs}
+    if len(versions) > 1:
+        lines += ["", "**These runs come from different versions of the code:** " + ", ".join(sorted(versions))]
     return "\n".join(lines)
 
 
@@ -110,24 +188,33 @@ def main(argv=None) -> int:
     ap.add_argument("--largest-methods", default="nash,none,random,retrain")
     ap.add_argument("--largest-seeds", type=int, default=3)
     ap.add_argument("--out", default="runs/scaling")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: tabulate and plot the runs already finished under --out")
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     budgets = sorted((b.strip() for b in args.budgets.split(",") if b.strip()), key=parse_budget)
-    rows = []
+    out = Path(args.out)
+    rows, leads, runs = [], [], {}
     for b in budgets:
         largest = b == budgets[-1]
-        compare = run_budget(args, b, args.largest_methods if largest else args.methods,
-                             args.largest_seeds if largest else args.seeds, extra)
-        rows += rows_of(b, compare)
-    out = Path(args.out)
-    table = to_markdown(rows, budgets, args)
+        if not args.report_only:
+            run_budget(args, b, args.largest_methods if largest else args.methods,
+                       args.largest_seeds if largest else args.seeds, extra)
+        runs[b] = read_runs(out / b)
+        rows += rows_of(b, runs[b])
+        leads += leads_of(b, runs[b])
+    if not rows:
+        print(f"no finished runs under {out}", file=sys.stderr)
+        return 1
+    table = to_markdown(rows, leads, runs, budgets, args)
     (out / "scaling.md").write_text(table + "\n")
-    (out / "scaling.json").write_text(json.dumps(rows, indent=1))
+    (out / "scaling.json").write_text(json.dumps({"rows": rows, "leads": leads, "runs": runs}, indent=1))
     plot(rows, out / "scaling.png")
     print(table)
     print(json.dumps({"rows": [{k: r[k] for k in ("budget", "method", "seeds", "test_acc", "test_std", "params",
-                                                  "steps")} for r in rows]}))
+                                                  "steps")} for r in rows],
+                      "leads": [{k: r[k] for k in ("budget", "method", "seeds", "lead", "lead_std")} for r in leads]}))
     return 0
 
 
