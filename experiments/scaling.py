@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nash.budget import parse_budget  # noqa: E402
+from nash.rundir import RunDir  # noqa: E402
 from nash.version import describe  # noqa: E402
 
 
@@ -44,11 +45,6 @@ def run_budget(args, budget: str, methods: str, seeds: int, extra: list[str]) ->
         cmd += ["--subset", str(args.subset)]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
-
-
-def events(path: Path) -> list[dict]:
-    f = path / "events.jsonl"
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
 
 
 def start_epoch_seconds(method: str, evs: list[dict]) -> float | None:
@@ -74,11 +70,12 @@ def read_runs(budget_dir: Path) -> list[dict]:
         if not (path / "results.json").exists():
             continue
         method, seed = path.name.rsplit("-seed", 1)
-        res = json.loads((path / "results.json").read_text())
-        cfg = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
+        run = RunDir(path)
+        res = run.read_json("results.json")
+        cfg = run.config if (path / "config.json").exists() else {}
         runs.append({"method": method, "seed": int(seed), "test_acc": res["final"]["test_acc"],
                      "params": res["final"]["params"], "steps": res.get("steps"),
-                     "version": describe(cfg.get("version")), "epoch_seconds": start_epoch_seconds(method, events(path))})
+                     "version": describe(cfg.get("version")), "epoch_seconds": start_epoch_seconds(method, run.events())})
     return runs
 
 
