@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nash.budget import parse_budget  # noqa: E402
-from nash.rundir import RunDir  # noqa: E402
+from nash.rundir import RunDir, atomic_write_bytes, atomic_write_json  # noqa: E402
 from nash.version import describe  # noqa: E402
 
 
@@ -205,8 +205,9 @@ def main(argv=None) -> int:
         print(f"no finished runs under {out}", file=sys.stderr)
         return 1
     table = to_markdown(rows, leads, runs, budgets, args)
-    (out / "scaling.md").write_text(table + "\n")
-    (out / "scaling.json").write_text(json.dumps({"rows": rows, "leads": leads, "runs": runs}, indent=1))
+    # temp file then rename: a kill mid-write leaves the last table, not half of one
+    atomic_write_bytes(out / "scaling.md", (table + "\n").encode())
+    atomic_write_json(out / "scaling.json", {"rows": rows, "leads": leads, "runs": runs})
     plot(rows, out / "scaling.png")
     print(table)
     print(json.dumps({"rows": [{k: r[k] for k in ("budget", "method", "seeds", "test_acc", "test_std", "params",
