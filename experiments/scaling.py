@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nash.budget import parse_budget  # noqa: E402
+from nash.draw import figure, save_figure  # noqa: E402
 from nash.rundir import RunDir, atomic_write_bytes, atomic_write_json  # noqa: E402
 from nash.version import describe  # noqa: E402
 
@@ -152,10 +153,7 @@ def to_markdown(rows: list[dict], leads: list[dict], runs: dict, budgets: list[s
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(fig)
+    fig = figure((7, 4.5))
     ax = fig.subplots()
     for m in dict.fromkeys(r["method"] for r in rows):
         mine = sorted((r for r in rows if r["method"] == m), key=lambda r: r["seconds"])
@@ -171,7 +169,7 @@ def plot(rows: list[dict], path: Path) -> None:
            title="test accuracy against budget (mean over seeds; band: min-max)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None) -> int:
