@@ -27,6 +27,7 @@ def test_the_papers_budget_at_the_papers_speed_plans_at_least_its_five_steps():
     # its arithmetic: every phase at least MIN_PHASE_ITERS steps, the losers within the search share
     assert p.phase_epochs * CIFAR["iters_per_epoch"] >= plan.MIN_PHASE_ITERS
     assert p.final_phase_epochs >= p.phase_epochs
+    assert p.final_phase_epochs * CIFAR["iters_per_epoch"] >= plan.MIN_FINAL_ITERS
     assert p.lost_seconds <= 0.2 * 12 * 3600
     seconds = 60.0 * (p.phase_epochs * sum(plan.GROWTH ** j for j in range(p.steps))
                       + p.final_phase_epochs * plan.GROWTH ** p.steps)
@@ -45,7 +46,7 @@ def test_steps_come_early_and_the_final_network_trains_longest():
         assert p.steps >= 1 and p.phase_epochs * 141 >= plan.MIN_PHASE_ITERS - 1e-6
         assert p.phase_epochs * 141 < plan.MIN_PHASE_ITERS + 2 * 141  # the minimum, give or take the rungs
         assert p.positions[0] == pytest.approx(p.phase_epochs / p.lineage_epochs)
-        assert p.final_phase_epochs >= p.phase_epochs
+        assert p.final_phase_epochs >= p.phase_epochs and p.final_phase_epochs * 141 >= plan.MIN_FINAL_ITERS - 1e-6
     assert plans[0].phase_epochs == plans[-1].phase_epochs
     # from a later point of the cycle the steps sit in what is left of it
     later = make_plan(64 * 60, 22.0, 30_000_000, 372_682, 0.4, n_neigh=8, search_share=0.2, **fmnist)
@@ -133,7 +134,8 @@ def test_no_time_no_step_and_the_users_steps_are_kept():
 
 def test_a_step_whose_growth_cannot_pay_is_not_planned():
     # Fashion-MNIST 20k on a 2-core CPU: the start net trains an epoch of 141 optimizer steps in
-    # ~22 s. Eight minutes hold 21 epochs, less than the two phases of MIN_PHASE_ITERS a step needs:
+    # ~22 s. Eight minutes hold 21 epochs, less than the phases a step needs (MIN_PHASE_ITERS before
+    # it, MIN_FINAL_ITERS of a network 1.5x as dear after it, the losers' slices):
     # no step (a lone child against the parent for one slice used to be squeezed in, and lost
     # its slice); twenty minutes hold one step of 4 candidates, its phases of full length
     fmnist = dict(iters_per_epoch=141, train_images=18_000)
@@ -142,6 +144,7 @@ def test_a_step_whose_growth_cannot_pay_is_not_planned():
     longer = make_plan(20 * 60, 22.0, 30_000_000, 372_682, 0.0, n_neigh=8, search_share=0.2, **fmnist)
     assert longer.steps == 1 and longer.candidates >= plan.MIN_CANDIDATES
     assert longer.phase_epochs * 141 >= plan.MIN_PHASE_ITERS - 1e-6 and longer.final_phase_epochs >= longer.phase_epochs
+    assert longer.final_phase_epochs * 141 >= plan.MIN_FINAL_ITERS - 1e-6
     # the user's --steps still makes its steps, however short their phases
     forced = make_plan(8 * 60, 22.0, 30_000_000, 372_682, 0.0, n_neigh=8, search_share=0.2, exact_steps=1, **fmnist)
     assert forced.steps == 1 and forced.phase_epochs * 141 < plan.MIN_PHASE_ITERS
@@ -185,3 +188,21 @@ def test_the_plan_learns_the_growth_of_the_winners():
     assert sched.expected_growth({"history": [{"growth": 7.0}] * 5}) == 2.0
     tight = BudgetSchedule(SimpleNamespace(cfg=SimpleNamespace(max_growth=1.2)))
     assert tight.expected_growth({"history": []}) == 1.2
+
+
+def test_the_final_network_keeps_its_floor_when_the_phase_before_a_step_fits(monkeypatch):
+    # a budget that holds MIN_PHASE_ITERS before a step but not MIN_FINAL_ITERS of the grown network
+    # after it plans no step: growth that cannot train is not bought (seconds in epochs of 22 s)
+    fmnist = dict(iters_per_epoch=141, train_images=18_000)
+    before, after = plan.MIN_PHASE_ITERS / 141, plan.MIN_FINAL_ITERS / 141
+    tight = (before + 0.9 * after * plan.GROWTH) * 22.0  # the final phase 10% short, no loser paid for
+    tight += 4 * 22.0 * plan.GROWTH  # room for a step of 4 candidates' losing slices
+
+    def planned(seconds):
+        return make_plan(seconds, 22.0, 30_000_000, 372_682, 0.0, n_neigh=8, search_share=0.5, **fmnist)
+    assert planned(tight).steps == 0
+    roomy = planned(3 * tight)
+    assert roomy.steps >= 1 and roomy.final_phase_epochs * 141 >= plan.MIN_FINAL_ITERS - 1e-6
+    # the floor is what kept the step out: without it the same budget buys one
+    monkeypatch.setattr(plan, "MIN_FINAL_ITERS", plan.MIN_PHASE_ITERS)
+    assert planned(tight).steps == 1

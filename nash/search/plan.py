@@ -19,8 +19,13 @@ and spends the time like this:
   shares: one step at 3 minutes and one at 12 hours.)
 - **Steps come early**, one phase of `MIN_PHASE_ITERS` optimizer steps apart (grow early and
   periodically, not after convergence; GradMax grew every 2,500 steps), and the last phase, the
-  final network's, takes the rest of the budget: the largest network trains longest. (Spaced
-  evenly, stop 27's one step at 32 minutes on Fashion-MNIST 20k came a third of the way in.) A
+  final network's, takes the rest of the budget, at least `MIN_FINAL_ITERS`: the largest network
+  trains longest. (Spaced evenly, stop 27's one step at 32 minutes on Fashion-MNIST 20k came a
+  third of the way in. With 2,000-step phases, the c1c4470 study's two steps at 32 minutes came
+  at about 25% and 55-61% of the cycle, and the final network trained 14-25 epochs where the same
+  architecture from scratch (`retrain`) trained 41-66 and scored 0.0017 higher: the spacing is
+  1,000 steps since, so the final network trains about 70% of the cycle. A phase after the last
+  step keeps the 2,000-step floor, so a budget too short for that still plans no step.) A
   phase of a grown network costs more per epoch: epoch seconds are taken to grow with MACs, and
   a step's winner is expected to cost `growth` times its parent: `GROWTH` before any step (the
   paper's 12-hour run grew ~1.7x a step), then the mean growth of the winners measured so far
@@ -36,8 +41,8 @@ and spends the time like this:
   parent keeps winning (the schedule stops after `PARENT_WINS_TO_STOP` such steps in a row).
 - The plan is remade at each step boundary from the time left and the costs measured so far,
   so a winner that grew more or less than expected changes the steps still to come.
-- **No step where its growth cannot pay**: a budget too short for phases of `MIN_PHASE_ITERS`
-  plans no step, and the start net trains for the whole of it, as plain training (the user's
+- **No step where its growth cannot pay**: a budget too short for a phase of `MIN_PHASE_ITERS`
+  before a step and one of `MIN_FINAL_ITERS` after it plans no step, and the start net trains for the whole of it, as plain training (the user's
   --steps still forces steps). A lone child against its parent for a slice, squeezed in before
   the end, cost a 2x child's slice (a tenth of an 8-minute budget on Fashion-MNIST 20k) and bought
   nothing: the two networks scored alike after it, the parent kept winning, and such climbs ended
@@ -49,7 +54,8 @@ import math
 from dataclasses import asdict, dataclass
 
 MIN_SLICE_ITERS = 100  # optimizer steps of a step's first rung (rounded up to whole epochs)
-MIN_PHASE_ITERS = 2000  # optimizer steps the lineage trains between two steps
+MIN_PHASE_ITERS = 1000  # optimizer steps the lineage trains before a step (and between two)
+MIN_FINAL_ITERS = 2000  # optimizer steps the final network trains after the last step, at least
 GROWTH = 1.5  # expected cost of a step's winner over its parent (MACs; max_growth 2 caps a child)
 MIN_CANDIDATES = 4  # a step with fewer is not worth its slices (or n_neigh, if smaller)
 PARAMS_PER_IMAGE = 400  # growth the data can carry: parameters per training image
@@ -59,8 +65,8 @@ MAX_STEPS = 32
 
 def no_step_note(search_share: float) -> str:
     """What a budget without a planned step means, for the climb's log and `nash climb --plan`."""
-    return (f"no step fits this budget (a step needs {MIN_PHASE_ITERS} optimizer steps of training before and "
-            f"after it, losers within {search_share:.0%} of the time, room under the cost limits); the start net "
+    return (f"no step fits this budget (a step needs {MIN_PHASE_ITERS} optimizer steps of training before it and "
+            f"{MIN_FINAL_ITERS} after, losers within {search_share:.0%} of the time, room under the cost limits); the start net "
             f"trains for the whole budget (--steps 1 forces a step)")
 
 
@@ -122,6 +128,7 @@ def make_plan(time_left: float, epoch_seconds: float, macs: int, params: int, u:
     ipe = max(iters_per_epoch, 1)
     first = max(1, math.ceil(MIN_SLICE_ITERS / ipe))
     min_phase = max(1.0, MIN_PHASE_ITERS / ipe)
+    min_final = max(1.0, MIN_FINAL_ITERS / ipe)
     cap = PARAMS_PER_IMAGE * max(train_images, 1)
     if max_params is not None:
         cap = min(cap, max_params)
@@ -152,6 +159,8 @@ def make_plan(time_left: float, epoch_seconds: float, macs: int, params: int, u:
         # tight for that (the user's --steps) are spaced evenly.
         phase = min(need, even) if k else even
         last = (time_left - lost - epoch_seconds * phase * sum(cost[:k])) / max(epoch_seconds * cost[k], 1e-9)
+        if k and strict and last < max(min_final, phase):
+            return None  # the final network would train too little to pay for its growth
         lineage = phase * k + last
         # no child is over a limit: the growth predicted stops at the tightest one
         grown = max(1.0, min(growth ** k, (max_params or math.inf) / max(params, 1), macs_cap / max(macs, 1)))
