@@ -139,3 +139,31 @@ def test_retry_seeds_are_fixed_and_the_first_is_the_seed_itself():
     assert retry_seed(1234, 0) == 1234
     seeds = [retry_seed(1234, a) for a in range(LATENCY_TRIES)]
     assert len(set(seeds)) == LATENCY_TRIES and seeds == [retry_seed(1234, a) for a in range(LATENCY_TRIES)]
+
+
+def random_run(tmp_path, name, **limits):
+    from nash.search import RandomConfig, run_searcher
+    cfg = RandomConfig(widths=(8, 16), subset=200, seed=1, device="cpu", data="digits", n_nm=3, candidates=4,
+                       epoch_neigh=1, epoch_final=1, **limits)
+    run_searcher("random", cfg, out=tmp_path / name)
+    return tmp_path / name
+
+
+def test_random_search_keeps_every_candidate_within_the_limits(tmp_path, monkeypatch):
+    # random against nash under a limit must search the same space: its 15 random morphisms a
+    # candidate (no budget: n_nm x 5) go far past these counts unlimited
+    free = events(random_run(tmp_path, "free"), "candidate")
+    assert max(e["params"] for e in free) > MAX_PARAMS and all("macs" not in e for e in free)
+    for key, limit in (("max_params", MAX_PARAMS), ("max_macs", MAX_MACS)):
+        got = events(random_run(tmp_path, key, **{key: limit}), "candidate")
+        assert len(got) == 4 and all(e[key[4:]] <= limit for e in got), [e[key[4:]] for e in got]
+    # latency: a candidate over it is drawn again from another seed, the figures kept
+    monkeypatch.setattr(cost, "measure_latency", lambda net, *a, **k: net.macs() / 10_000)
+    # 15 morphisms make candidates of 45-780 "ms" here: at 60, candidates 1 and 3 are found on a
+    # later draw, 0 and 2 on none of their LATENCY_TRIES and are left out
+    run = random_run(tmp_path, "lat", max_latency_ms=60.0)
+    got, dropped = events(run, "candidate"), events(run, "over_limit")
+    assert got and all(e["latency_ms"] == e["macs"] / 10_000 <= 60 for e in got)
+    assert dropped and all(e["latency_ms"] > 60 and e["attempt"] < LATENCY_TRIES for e in dropped)
+    assert len(got) < 4 and {e["candidate"] for e in dropped} > {e["candidate"] for e in got}  # some left out
+    assert json.loads((run / "results.json").read_text())["final"]["params"] <= max(e["params"] for e in got)

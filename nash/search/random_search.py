@@ -6,13 +6,19 @@ sequence as long (and its cost capped as) a climb's lineage by its end on this b
 (plan.py), trained one SGDR cycle as long as a step's winner trains in a climb; candidates
 train through the executor, a batch as wide as its parallelism, until the search share is
 spent (without a budget: `candidates` of epoch_neigh epochs). The best by validation accuracy
-trains one more cycle for the rest of the budget (epoch_final epochs). Resumable per batch."""
+trains one more cycle for the rest of the budget (epoch_final epochs). Resumable per batch.
+
+Cost limits (--max-params, --max-macs, --max-latency-ms) hold as in a climb (limits.py): the
+sequences are sized from a plan that stops at the limits, moves over a count are never drawn,
+and a candidate over the latency limit is drawn again from another seed, LATENCY_TRIES times,
+then left out. Without them, random against nash under a limit compared a constrained search
+with an unconstrained one (its networks grew to 1.8M parameters where the climb's were capped)."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
-from morphisms import random_morphisms, reinitialized
+from morphisms import LatencyCache, random_morphisms, reinitialized
 
 from ..data import DataSplits
 from ..errors import NashError, OptionError
@@ -21,15 +27,15 @@ from ..train import sgdr_train
 from . import plan
 from .budget import Budget, timed_epochs
 from .climb import ClimbConfig
-from .contract import StartNetConfig
 from .kit import child_seed, finish, make_start_net, net_from_state, net_state, rank_key, score, summary, \
     train_settings
 from .executors import LocalExecutor
 from .jobs import TrainJob, train_candidate
+from .limits import LATENCY_TRIES, CostLimitsConfig, Limits, retry_seed
 
 
 @dataclass
-class RandomConfig(StartNetConfig):
+class RandomConfig(CostLimitsConfig):
     n_neigh: int = field(default=8, metadata={"help": "As the climb's: sets how many steps a climb plans, so how "
                                                       "long the morphism sequences are."})
     n_nm: int = field(default=5, metadata={"help": "Random morphisms per planned climb step."})
@@ -50,16 +56,36 @@ class RandomConfig(StartNetConfig):
             raise OptionError(f"search_share must be between 0 and 1, got {self.search_share}")
 
 
-def random_network(cfg: RandomConfig, data: DataSplits, i: int, length: int, max_macs: int | None = None):
+def random_network(cfg: RandomConfig, data: DataSplits, i: int, length: int, max_macs: int | None = None,
+                   max_params: int | None = None, attempt: int = 0):
     """Candidate i: the start net from its own seed, then `length` random morphisms (costing at
-    most `max_macs`)."""
+    most `max_macs` and `max_params`); `attempt` > 0: another draw of the morphisms (a candidate
+    over the latency limit), the same start net."""
     seed = child_seed(cfg.seed, 0, 10_000 + i)
     net = make_start_net(dataclasses.replace(cfg, seed=seed), data)
     if cfg.start is not None:  # the given architecture, from a fresh initialisation drawn from the seed
         net = reinitialized(net, seed)
     if length:
-        net, _ = random_morphisms(net, length, rng=seed, calibrate=data.train_x[: cfg.batch_size], max_macs=max_macs)
+        net, _ = random_morphisms(net, length, rng=retry_seed(seed, attempt), calibrate=data.train_x[: cfg.batch_size],
+                                  max_macs=max_macs, max_params=max_params)
     return net
+
+
+def _within_limits(cfg: RandomConfig, data: DataSplits, i: int, state: dict, limits: Limits, run: RunDir):
+    """Candidate i within every limit, or None when LATENCY_TRIES draws were all too slow (an
+    `over_limit` event records each such draw); the latency figures are kept in state["latency"]."""
+    device = data.train_x.device
+    macs = limits.macs_cap(state.get("max_macs"))
+    cache = LatencyCache(state.setdefault("latency", {})) if limits.max_latency_ms is not None else None
+    for attempt in range(LATENCY_TRIES if cache is not None else 1):
+        net = random_network(cfg, data, i, state["length"], macs, limits.max_params, attempt).to(device)
+        if cache is None:
+            return net
+        costs = limits.measure(net, cache, device)
+        if not limits.over(costs):
+            return net
+        run.event("over_limit", candidate=i, attempt=attempt, **costs)
+    return None
 
 
 def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget, rep, executor=None) -> dict:
@@ -69,6 +95,7 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
     device = data.train_x.device
     # candidates are tried in the first search_share of the budget; the rest trains the winner
     search = budget.share(cfg.search_share)
+    limits = Limits.of(cfg)
     state = run.load_checkpoint()
     if state is None:
         state = {"tried": [], "best": None, "best_key": None, "length": cfg.n_nm * 5, "epochs": cfg.epoch_neigh}
@@ -86,26 +113,38 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
         if budget.limited and i > 0 and search.left() < _mean_seconds(state):
             break
         began = run.elapsed()
-        keys = range(i, i + (width if budget.limited else min(width, cfg.candidates - i)))
-        nets = [random_network(cfg, data, k, state["length"], state.get("max_macs")).to(device) for k in keys]
-        jobs = [TrainJob(k, net, state["epochs"], (0.0, 1.0), child_seed(cfg.seed, 0, 20_000 + k),
-                         deadline=search.deadline, required=(k == 0)) for k, net in zip(keys, nets)]
-        outs = executor.map(jobs, (data, settings))
+        batch = range(i, i + (width if budget.limited else min(width, cfg.candidates - i)))
+        drawn = {k: _within_limits(cfg, data, k, state, limits, run) for k in batch}
+        keys = [k for k in batch if drawn[k] is not None]
+        first = state["best"] is None and not any(r.get("val_acc") is not None for r in state["tried"])
+        jobs = [TrainJob(k, drawn[k], state["epochs"], (0.0, 1.0), child_seed(cfg.seed, 0, 20_000 + k),
+                         deadline=search.deadline, required=(first and k == keys[0])) for k in keys]
+        outs = {out.key: out for out in executor.map(jobs, (data, settings))} if jobs else {}
         wall = run.elapsed() - began  # building (morphisms, calibration) and scoring too
-        for k, net, out in zip(keys, nets, outs):
-            net = out.net if out.net is not None else net  # trained in place locally, a copy from afar
+        for k in batch:  # state["tried"][k] is candidate k's record
+            if drawn[k] is None:
+                rep.log(f"random: candidate {k} over the limits in {LATENCY_TRIES} draws; left out")
+                state["tried"].append({"candidate": k, "over_limit": True, "val_acc": None, "failed": "over the limits"})
+                continue
+            out = outs[k]
+            net = out.net if out.net is not None else drawn[k]  # trained in place locally, a copy from afar
             rec = {"candidate": k, "params": net.num_params(), "epochs": out.epochs, "seconds": out.seconds,
                    "wall": wall, "val_acc": out.val_acc, "val_loss": out.val_loss, "failed": out.failed}
+            if limits:  # what the limits were checked against (without them the events are as they were)
+                rec.update(limits.measure(net, LatencyCache(state.setdefault("latency", {})), device))
             run.event("candidate", **rec)
             state["tried"].append(rec)
             if out.ok and (state["best"] is None or rank_key(rec) < rank_key(state["tried"][state["best_key"]])):
                 state["best"], state["best_key"] = net_state(net), k
             rep.update(bar, completed=k + 1, info=f"best val {max(r['val_acc'] or 0 for r in state['tried']):.4f}")
         run.save_checkpoint(state)
-        i = keys[-1] + 1
+        i = batch[-1] + 1
     rep.remove(bar)
     state.setdefault("search_seconds", run.elapsed())
     if state["best"] is None:
+        if state["tried"] and all(r.get("over_limit") for r in state["tried"]):
+            raise NashError(f"random: every candidate was over the limits in {LATENCY_TRIES} draws; raise "
+                            "--max-latency-ms or start from a smaller network")
         raise NashError("random: every candidate failed to train (non-finite loss); lower --lr-start")
     best = net_from_state(state["best"]).to(device)
     if "final" not in state:
@@ -130,19 +169,21 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
 
 def _sized_like_a_climb(cfg: RandomConfig, data: DataSplits, budget: Budget, settings, executor) -> dict:
     """Sequence length, growth cap and epochs per candidate of a climb on this budget: the start
-    net timed, the climb's plan made (plan.py); a candidate trains as long as a step's winner."""
+    net timed, the climb's plan made (plan.py, under the same cost limits); a candidate trains as
+    long as a step's winner."""
     probe = make_start_net(cfg, data).to(data.train_x.device)
     seconds, _ = timed_epochs(lambda: train_candidate(TrainJob(0, probe, 1, (0.0, 0.0), cfg.seed), (data, settings)))
     n = len(data.train_y)
     climb = ClimbConfig()
     p = plan.make_plan(budget.left(), seconds, probe.macs(), probe.num_params(), 0.0, n_neigh=cfg.n_neigh,
                        iters_per_epoch=n // cfg.batch_size if n > cfg.batch_size else 1, train_images=n,
-                       search_share=climb.search_share, growth=plan.GROWTH, parallel=max(1, executor.parallelism))
+                       search_share=climb.search_share, growth=plan.GROWTH, parallel=max(1, executor.parallelism),
+                       max_params=cfg.max_params, max_macs=cfg.max_macs)
     winner_epochs = sum(e for _, e in p.rungs) or p.first_slice
     return {"length": cfg.n_nm * p.steps, "epochs": max(1, winner_epochs),
             "max_macs": int(probe.macs() * climb.max_growth ** p.steps)}
 
 
 def _mean_seconds(state: dict) -> float:
-    done = [r["wall"] for r in state["tried"]]
+    done = [r["wall"] for r in state["tried"] if "wall" in r]  # a candidate over the limits was not trained
     return sum(done) / max(len(done), 1)
