@@ -191,8 +191,11 @@ def test_the_plan_learns_the_growth_of_the_winners():
 
 
 def test_the_final_network_keeps_its_floor_when_the_phase_before_a_step_fits(monkeypatch):
-    # a budget that holds MIN_PHASE_ITERS before a step but not MIN_FINAL_ITERS of the grown network
-    # after it plans no step: growth that cannot train is not bought (seconds in epochs of 22 s)
+    # with steps spaced closer than the final phase's floor (stop 34 measured 1,000 against 2,000),
+    # a budget that holds MIN_PHASE_ITERS before a step but not MIN_FINAL_ITERS of the grown
+    # network after it plans no step: growth that cannot train is not bought (epochs of 22 s)
+    monkeypatch.setattr(plan, "MIN_PHASE_ITERS", 1000)
+    monkeypatch.setattr(plan, "MIN_FINAL_ITERS", 2000)
     fmnist = dict(iters_per_epoch=141, train_images=18_000)
     before, after = plan.MIN_PHASE_ITERS / 141, plan.MIN_FINAL_ITERS / 141
     tight = (before + 0.9 * after * plan.GROWTH) * 22.0  # the final phase 10% short, no loser paid for
@@ -203,6 +206,7 @@ def test_the_final_network_keeps_its_floor_when_the_phase_before_a_step_fits(mon
     assert planned(tight).steps == 0
     roomy = planned(3 * tight)
     assert roomy.steps >= 1 and roomy.final_phase_epochs * 141 >= plan.MIN_FINAL_ITERS - 1e-6
+    assert roomy.phase_epochs * 141 < plan.MIN_FINAL_ITERS  # the steps themselves come at the closer spacing
     # the floor is what kept the step out: without it the same budget buys one
     monkeypatch.setattr(plan, "MIN_FINAL_ITERS", plan.MIN_PHASE_ITERS)
     assert planned(tight).steps == 1
