@@ -34,19 +34,39 @@ MARK = "NASH_TEST_RAY_CLUSTER"
 WAIT = 240  # s: the most any one phase may take on a busy 2-core machine
 
 
+_GIVEN: set[int] = set()  # ports handed out in this process: a port freed may be offered again
+
+
+def _free_ports(n: int) -> list[int]:
+    """n distinct ports free now, none handed out before in this process. Each socket is held until
+    all n are bound: a port bound and closed at once is often offered again to the next bind, and
+    Ray refuses a node whose components share a port (CI once drew object_manager and
+    metrics_export both on 40367)."""
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in _GIVEN:
+                ports.append(port)
+                _GIVEN.add(port)
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _free_ports(1)[0]
 
 
 def _ports() -> list[str]:
     # every port of a node its own: two nodes (and other Rays) share this machine
-    out = []
-    for flag in ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-                 "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port"):
-        out += [flag, str(_free_port())]
-    return out
+    flags = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+             "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")
+    return [x for flag, port in zip(flags, _free_ports(len(flags))) for x in (flag, str(port))]
 
 
 def _stat(pid: int):
