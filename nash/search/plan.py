@@ -22,11 +22,11 @@ and spends the time like this:
   final network's, takes the rest of the budget, at least `MIN_FINAL_ITERS`: the largest network
   trains longest. (Spaced evenly, stop 27's one step at 32 minutes on Fashion-MNIST 20k came a
   third of the way in.) Growing earlier did not pay (stop 34): with steps 1,000 optimizer steps
-  apart, the same 32-minute climbs stepped at 14% and 34% of the cycle instead of 25% and 55-61%,
-  but the winners were bigger (1.0-1.9M parameters against 0.7-0.9M), so the final network
-  still trained 22-27 epochs, and scored 0.9190 +- 0.0055 against 0.9188 +- 0.0040
-  (3 seeds): the same accuracy for twice the network. The final phase's floor, `MIN_FINAL_ITERS`,
-  is kept as its own constant (equal to the spacing, it changes no plan). A
+  apart, the same 32-minute climbs stepped at 14% and 34-36% of the cycle instead of 22-27% and
+  55-61%, but the winners were bigger (1.0-1.9M parameters against 0.7-0.9M), so the final
+  network still trained 22-27 epochs, and scored 0.9190 +- 0.0055 against 0.9188 +- 0.0040
+  (3 seeds): the same accuracy for twice the network. The final phase's floor,
+  `MIN_FINAL_ITERS`, is kept as its own constant (equal to the spacing, it changes no plan). A
   phase of a grown network costs more per epoch: epoch seconds are taken to grow with MACs, and
   a step's winner is expected to cost `growth` times its parent: `GROWTH` before any step (the
   paper's 12-hour run grew ~1.7x a step), then the mean growth of the winners measured so far
@@ -43,11 +43,12 @@ and spends the time like this:
 - The plan is remade at each step boundary from the time left and the costs measured so far,
   so a winner that grew more or less than expected changes the steps still to come.
 - **No step where its growth cannot pay**: a budget too short for a phase of `MIN_PHASE_ITERS`
-  before a step and one of `MIN_FINAL_ITERS` after it plans no step, and the start net trains for the whole of it, as plain training (the user's
-  --steps still forces steps). A lone child against its parent for a slice, squeezed in before
-  the end, cost a 2x child's slice (a tenth of an 8-minute budget on Fashion-MNIST 20k) and bought
-  nothing: the two networks scored alike after it, the parent kept winning, and such climbs ended
-  0.4-0.8 points below plain training (the scaling study of stop 26, README).
+  before a step and one of `MIN_FINAL_ITERS` after it plans no step, and the start net trains
+  for the whole of it, as plain training (the user's --steps still forces steps). A lone child
+  against its parent for a slice, squeezed in before the end, cost a 2x child's slice (a tenth
+  of an 8-minute budget on Fashion-MNIST 20k) and bought nothing: the two networks scored alike
+  after it, the parent kept winning, and such climbs ended 0.4-0.8 points below plain training
+  (the scaling study of stop 26, README).
 """
 from __future__ import annotations
 
@@ -66,9 +67,9 @@ MAX_STEPS = 32
 
 def no_step_note(search_share: float) -> str:
     """What a budget without a planned step means, for the climb's log and `nash climb --plan`."""
-    return (f"no step fits this budget (a step needs {MIN_PHASE_ITERS} optimizer steps of training before it and "
-            f"{MIN_FINAL_ITERS} after, losers within {search_share:.0%} of the time, room under the cost limits); the start net "
-            f"trains for the whole budget (--steps 1 forces a step)")
+    return (f"no step fits this budget (a step needs {MIN_PHASE_ITERS} optimizer steps of training before it "
+            f"and {MIN_FINAL_ITERS} after, losers within {search_share:.0%} of the time, room under the cost "
+            f"limits); the start net trains for the whole budget (--steps 1 forces a step)")
 
 
 def halving_rungs(n: int, first: int) -> list[tuple[int, int]]:

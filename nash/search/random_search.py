@@ -124,7 +124,8 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
         for k in batch:  # state["tried"][k] is candidate k's record
             if drawn[k] is None:
                 rep.log(f"random: candidate {k} over the limits in {LATENCY_TRIES} draws; left out")
-                state["tried"].append({"candidate": k, "over_limit": True, "val_acc": None, "failed": "over the limits"})
+                state["tried"].append({"candidate": k, "over_limit": True, "val_acc": None,
+                                       "failed": "over the limits"})
                 continue
             out = outs[k]
             net = out.net if out.net is not None else drawn[k]  # trained in place locally, a copy from afar
