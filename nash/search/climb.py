@@ -34,7 +34,7 @@ from .executors import LocalExecutor
 from .jobs import ChildOrigin, TrainJob, TrainOutcome, net_fingerprint, train_candidate
 from .kit import child_seed, finish, make_start_net, net_from_state, net_state, rank_key, score, summary, \
     train_settings
-from .limits import LATENCY_TRIES, CostLimitsConfig, Limits, retry_seed
+from .limits import CostLimitsConfig, Limits, retry_seed
 from .schedules import SCHEDULES
 
 
@@ -227,26 +227,26 @@ class HillClimber:
         measured = len(state.get("latency", ()))
         candidates = [Candidate(copy.deepcopy(parent), [], is_parent=True, origin=ChildOrigin(parent, 0, 0, None, []),
                                 costs=self.costs(parent, state))]
-        tries = LATENCY_TRIES if limits.max_latency_ms is not None else 1
         dropped = []
         firsts = self.schedule.first_moves(parent, step, max_macs, max_params)
         for j in range(1, max(count, 2)):
-            for attempt in range(tries):
+            def draw(attempt, j=j):
                 seed = retry_seed(child_seed(cfg.seed, step, j), attempt)
                 # a redraw for latency is a plain random draw: the capacity move may be what is slow
                 first = firsts[(j - 1) % len(firsts)] if firsts and attempt == 0 else None
                 child, applied = random_morphisms(parent, cfg.n_nm, rng=seed, calibrate=calib, max_macs=max_macs,
                                                   max_params=max_params, first=first)
-                costs = self.costs(child, state)
-                if not limits.over(costs):
-                    # the origin lets a remote executor ship the parent once and rebuild the child there
-                    candidates.append(Candidate(child, applied, costs=costs, origin=ChildOrigin(
-                        parent, cfg.n_nm, seed, calib, applied, max_macs, max_params, first)))
-                    break
-                dropped.append(dict(step=step, child=j, attempt=attempt, morphisms=[m.to_json() for m in applied],
-                                    **costs))
-            else:
-                self.rep.log(f"step {step}: child {j} over the limits in {tries} draws; left out")
+                return child, applied, seed, first
+            got, costs, over = limits.first_within(draw, lambda d: self.costs(d[0], state))
+            dropped += [dict(step=step, child=j, attempt=attempt, morphisms=[m.to_json() for m in d[1]], **c)
+                        for attempt, d, c in over]
+            if got is None:
+                self.rep.log(f"step {step}: child {j} over the limits in {limits.tries()} draws; left out")
+                continue
+            child, applied, seed, first = got
+            # the origin lets a remote executor ship the parent once and rebuild the child there
+            candidates.append(Candidate(child, applied, costs=costs, origin=ChildOrigin(
+                parent, cfg.n_nm, seed, calib, applied, max_macs, max_params, first)))
         if len(state.get("latency", ())) > measured:
             # a resumed run must see the figures this one decided on, the step in flight included
             # (saved before this step's events: a resume cuts the log back to the checkpoint)

@@ -125,6 +125,24 @@ class Limits:
             out["latency_ms"] = cache.latency(net, self.device(run_device), self.latency_batch)
         return out
 
+    def tries(self) -> int:
+        """Draws of one network before it is left out: a count limit steers the draw itself, a
+        latency limit can only be checked on the finished network."""
+        return LATENCY_TRIES if self.max_latency_ms is not None else 1
+
+    def first_within(self, draw, measure):
+        """The first of `tries()` draws within every limit: (drawn, costs, over), `over` the draws
+        that were not [(attempt, drawn, costs)], drawn and costs None when none was.
+        draw(attempt) makes a draw (a retry_seed of the attempt), measure(drawn) its costs."""
+        over = []
+        for attempt in range(self.tries()):
+            drawn = draw(attempt)
+            costs = measure(drawn)
+            if not self.over(costs):
+                return drawn, costs, over
+            over.append((attempt, drawn, costs))
+        return None, None, over
+
     def over(self, costs: dict) -> list[str]:
         """Each limit that `costs` (from `measure`) exceeds, as a phrase naming its option."""
         out = []

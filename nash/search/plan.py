@@ -161,7 +161,7 @@ def make_plan(time_left: float, epoch_seconds: float, macs: int, params: int, u:
         # tight for that (the user's --steps) are spaced evenly.
         phase = min(need, even) if k else even
         last = (time_left - lost - epoch_seconds * phase * sum(cost[:k])) / max(epoch_seconds * cost[k], 1e-9)
-        if k and strict and last < max(min_final, phase):
+        if k and strict and last < min_final:  # (last >= phase already: even >= need)
             return None  # the final network would train too little to pay for its growth
         lineage = phase * k + last
         # no child is over a limit: the growth predicted stops at the tightest one

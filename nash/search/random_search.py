@@ -31,7 +31,7 @@ from .kit import child_seed, finish, make_start_net, net_from_state, net_state, 
     train_settings
 from .executors import LocalExecutor
 from .jobs import TrainJob, train_candidate
-from .limits import LATENCY_TRIES, CostLimitsConfig, Limits, retry_seed
+from .limits import CostLimitsConfig, Limits, retry_seed
 
 
 @dataclass
@@ -72,20 +72,17 @@ def random_network(cfg: RandomConfig, data: DataSplits, i: int, length: int, max
 
 
 def _within_limits(cfg: RandomConfig, data: DataSplits, i: int, state: dict, limits: Limits, run: RunDir):
-    """Candidate i within every limit, or None when LATENCY_TRIES draws were all too slow (an
-    `over_limit` event records each such draw); the latency figures are kept in state["latency"]."""
+    """(candidate i, its costs) within every limit, or (None, None) when every draw was over (an
+    `over_limit` event records each such draw); latency figures are kept in state["latency"]."""
     device = data.train_x.device
     macs = limits.macs_cap(state.get("max_macs"))
     cache = LatencyCache(state.setdefault("latency", {})) if limits.max_latency_ms is not None else None
-    for attempt in range(LATENCY_TRIES if cache is not None else 1):
-        net = random_network(cfg, data, i, state["length"], macs, limits.max_params, attempt).to(device)
-        if cache is None:
-            return net
-        costs = limits.measure(net, cache, device)
-        if not limits.over(costs):
-            return net
-        run.event("over_limit", candidate=i, attempt=attempt, **costs)
-    return None
+    net, costs, over = limits.first_within(
+        lambda attempt: random_network(cfg, data, i, state["length"], macs, limits.max_params, attempt).to(device),
+        lambda net: limits.measure(net, cache, device))
+    for attempt, _, c in over:
+        run.event("over_limit", candidate=i, attempt=attempt, **c)
+    return net, costs
 
 
 def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget, rep, executor=None) -> dict:
@@ -114,7 +111,9 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
             break
         began = run.elapsed()
         batch = range(i, i + (width if budget.limited else min(width, cfg.candidates - i)))
-        drawn = {k: _within_limits(cfg, data, k, state, limits, run) for k in batch}
+        drawn, costs = {}, {}
+        for k in batch:
+            drawn[k], costs[k] = _within_limits(cfg, data, k, state, limits, run)
         keys = [k for k in batch if drawn[k] is not None]
         first = state["best"] is None and not any(r.get("val_acc") is not None for r in state["tried"])
         jobs = [TrainJob(k, drawn[k], state["epochs"], (0.0, 1.0), child_seed(cfg.seed, 0, 20_000 + k),
@@ -123,7 +122,7 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
         wall = run.elapsed() - began  # building (morphisms, calibration) and scoring too
         for k in batch:  # state["tried"][k] is candidate k's record
             if drawn[k] is None:
-                rep.log(f"random: candidate {k} over the limits in {LATENCY_TRIES} draws; left out")
+                rep.log(f"random: candidate {k} over the limits in {limits.tries()} draws; left out")
                 state["tried"].append({"candidate": k, "over_limit": True, "val_acc": None,
                                        "failed": "over the limits"})
                 continue
@@ -132,7 +131,7 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
             rec = {"candidate": k, "params": net.num_params(), "epochs": out.epochs, "seconds": out.seconds,
                    "wall": wall, "val_acc": out.val_acc, "val_loss": out.val_loss, "failed": out.failed}
             if limits:  # what the limits were checked against (without them the events are as they were)
-                rec.update(limits.measure(net, LatencyCache(state.setdefault("latency", {})), device))
+                rec.update(costs[k])
             run.event("candidate", **rec)
             state["tried"].append(rec)
             if out.ok and (state["best"] is None or rank_key(rec) < rank_key(state["tried"][state["best_key"]])):
@@ -144,7 +143,7 @@ def run_random(cfg: RandomConfig, data: DataSplits, run: RunDir, budget: Budget,
     state.setdefault("search_seconds", run.elapsed())
     if state["best"] is None:
         if state["tried"] and all(r.get("over_limit") for r in state["tried"]):
-            raise NashError(f"random: every candidate was over the limits in {LATENCY_TRIES} draws; raise "
+            raise NashError(f"random: every candidate was over the limits in {limits.tries()} draws; raise "
                             "--max-latency-ms or start from a smaller network")
         raise NashError("random: every candidate failed to train (non-finite loss); lower --lr-start")
     best = net_from_state(state["best"]).to(device)
