@@ -210,3 +210,39 @@ def test_the_final_network_keeps_its_floor_when_the_phase_before_a_step_fits(mon
     # the floor is what kept the step out: without it the same budget buys one
     monkeypatch.setattr(plan, "MIN_FINAL_ITERS", plan.MIN_PHASE_ITERS)
     assert planned(tight).steps == 1
+
+
+@pytest.mark.parametrize("minutes", [16, 32, 64, 240, 720])
+def test_the_final_network_trains_at_least_half_the_cycle_in_a_plan_and_in_its_replans(minutes):
+    # Fashion-MNIST 20k on a 2-core CPU (epochs of 141 optimizer steps in ~22 s): every step sits
+    # in the cycle's first FINAL_SHARE, the plan's own and the re-plans' after each step, so a
+    # re-plan cannot squeeze in a step the first plan did not hold (stop 33: a second step at
+    # 55-61% of the cycle left the final network 14-25 epochs)
+    fmnist = dict(iters_per_epoch=141, train_images=18_000)
+    seconds, macs, params, u = minutes * 60.0, 30_000_000, 372_682, 0.0
+    p = make_plan(seconds, 22.0, macs, params, u, n_neigh=8, search_share=0.2, **fmnist)
+    first_count = p.steps
+    made = 0
+    while p.steps:
+        assert p.final_phase_epochs / p.rate >= 0.5 - 1e-9  # FINAL_SHARE, the half promised
+        assert p.positions[-1] < 0.5
+        # play the first planned step: the lineage trains to it, the step's rungs and losers pass,
+        # the winner costs the growth the plan expected
+        step_epochs = p.phase_epochs + sum(e for _, e in p.rungs)
+        spent = 22.0 * (macs / 30_000_000) * step_epochs + p.lost_seconds / p.steps
+        seconds, u = seconds - spent, u + step_epochs / p.rate
+        macs, params, made = int(macs * plan.GROWTH), int(params * plan.GROWTH), made + 1
+        p = make_plan(seconds, 22.0 * macs / 30_000_000, macs, params, u, n_neigh=8, search_share=0.2,
+                      first_step=False, **fmnist)
+    assert made <= first_count + 1  # the re-plans keep to the first plan, give or take its rounding
+    if minutes >= 32:
+        assert made >= 1
+    if minutes >= 64:
+        assert made >= 2  # more time still buys more steps
+
+
+def test_a_replan_late_in_the_cycle_plans_no_step():
+    # from 55% of the cycle on, no step leaves the final network half the cycle, however much time
+    fmnist = dict(iters_per_epoch=141, train_images=18_000)
+    assert make_plan(3600.0, 22.0, 30_000_000, 372_682, 0.55, n_neigh=8, search_share=0.2, **fmnist).steps == 0
+    assert make_plan(3600.0, 22.0, 30_000_000, 372_682, 0.1, n_neigh=8, search_share=0.2, **fmnist).steps >= 1
