@@ -37,7 +37,10 @@ and spends the time like this:
   step cannot squeeze in a later one. Stop 33's 32-minute climbs on Fashion-MNIST 20k planned
   two steps; their second came at 55-61% of the cycle, and the final network trained 14-25
   epochs, while `retrain` gave the same architectures 41-66 epochs from scratch and scored
-  0.0017 higher.
+  0.0017 higher. Measured (stop 35, the same three seeds): one step at 21-25% of the cycle, a
+  final network of 0.52M parameters trained 37-51 epochs, 0.9192 +- 0.0010 test accuracy
+  against two steps' 0.9188 +- 0.0040 (0.80M): as accurate, smaller, a quarter of the spread,
+  and +0.0036 +- 0.0015 over plain training, on every seed.
 - The plan takes the **most steps** that fit, then the most candidates per step (at least
   `MIN_CANDIDATES`) such that the candidates that lose cost at most `search_share` of the time
   left. With P parallel slots a rung of c candidates costs ceil(c / P) slices of wall-clock, so
