@@ -78,8 +78,9 @@ MAX_STEPS = 32
 def no_step_note(search_share: float) -> str:
     """What a budget without a planned step means, for the climb's log and `nash climb --plan`."""
     return (f"no step fits this budget (a step needs {MIN_PHASE_ITERS} optimizer steps of training before it "
-            f"and {MIN_FINAL_ITERS} after, losers within {search_share:.0%} of the time, room under the cost "
-            f"limits); the start net trains for the whole budget (--steps 1 forces a step)")
+            f"and {MIN_FINAL_ITERS} after, the final network at least {FINAL_SHARE:.0%} of the learning-rate cycle, "
+            f"losers within {search_share:.0%} of the time, room under the cost limits); the start net trains for "
+            f"the whole budget (--steps 1 forces a step)")
 
 
 def halving_rungs(n: int, first: int) -> list[tuple[int, int]]:
